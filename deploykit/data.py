@@ -1,0 +1,107 @@
+"""Parity and calibration data: read from a user's `.npz`, checked against the I/O contract, or
+generated from the contract when the user gives none."""
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from .contract import IOContract, TensorInfo
+from .errors import BadInputError
+
+GENERATED_ROWS = 64
+DYNAMIC_DIM_DEFAULT = 16  # length used for a dynamic non-batch dimension when generating data
+
+
+def load_npz(path: str | Path, contract: IOContract) -> dict[str, np.ndarray]:
+    p = Path(path)
+    if not p.is_file():
+        raise BadInputError(f"{p}: no such data file")
+    try:
+        with np.load(p, allow_pickle=False) as npz:
+            arrays = {k: npz[k] for k in npz.files}
+    except ValueError as exc:  # object arrays need pickle, which could run code
+        raise BadInputError(f"{p}: unreadable .npz ({exc})") from None
+    except (zipfile.BadZipFile, OSError, EOFError) as exc:
+        raise BadInputError(f"{p}: not a readable .npz file ({exc})") from None
+    if not arrays:
+        raise BadInputError(f"{p}: .npz holds no arrays")
+    chosen = _match_names(p, arrays, contract)  # input name -> npz key
+    checked = {t.name: _check_array(p, chosen[t.name], arrays[chosen[t.name]], t) for t in contract.inputs}
+    rows = {len(a) for a in checked.values()}
+    if len(rows) != 1:
+        raise BadInputError(f"{p}: arrays have different numbers of rows ({sorted(rows)})")
+    return checked
+
+
+def _match_names(p: Path, arrays: dict, contract: IOContract) -> dict[str, str]:
+    names = contract.input_names
+    if len(names) == 1:
+        name = names[0]
+        if name in arrays:
+            return {name: name}
+        if len(arrays) == 1:
+            return {name: next(iter(arrays))}
+        raise BadInputError(
+            f"{p}: holds {', '.join(sorted(arrays))}; none is named '{name}' (the model's input)"
+        )
+    missing = [n for n in names if n not in arrays]
+    if missing:
+        raise BadInputError(f"{p}: missing array(s) for input(s) {', '.join(missing)} (has: {', '.join(sorted(arrays))})")
+    return {n: n for n in names}
+
+
+def _check_array(p: Path, key: str, array: np.ndarray, t: TensorInfo) -> np.ndarray:
+    where = f"{p}[{key}]"
+    if array.ndim != len(t.shape):
+        raise BadInputError(f"{where}: has shape {array.shape}, input '{t.name}' expects {_fmt(t.shape)}")
+    for got, want in zip(array.shape[1:], t.shape[1:]):
+        if want is not None and got != want:
+            raise BadInputError(f"{where}: has shape {array.shape}, input '{t.name}' expects {_fmt(t.shape)}")
+    if len(array) == 0:
+        raise BadInputError(f"{where}: has no rows")
+    want = np.dtype(t.dtype)
+    if np.issubdtype(want, np.floating):
+        if not (np.issubdtype(array.dtype, np.floating) or np.issubdtype(array.dtype, np.integer)):
+            raise BadInputError(f"{where}: dtype {array.dtype} cannot feed {t.dtype} input '{t.name}'")
+        bad = int(np.size(array) - np.count_nonzero(np.isfinite(array)))
+        if bad:
+            raise BadInputError(f"{where}: holds {bad} NaN or Inf value(s)")
+    elif np.issubdtype(want, np.integer):
+        if not np.issubdtype(array.dtype, np.integer):
+            raise BadInputError(f"{where}: dtype {array.dtype} cannot feed integer input '{t.name}' ({t.dtype})")
+    elif array.dtype != want:
+        raise BadInputError(f"{where}: dtype {array.dtype}, input '{t.name}' expects {t.dtype}")
+    return np.ascontiguousarray(array.astype(want, copy=False))
+
+
+def _fmt(shape) -> str:
+    return "(" + ", ".join("?" if d is None else str(d) for d in shape) + ")"
+
+
+def generate(contract: IOContract, rows: int = GENERATED_ROWS, seed: int = 0) -> dict[str, np.ndarray]:
+    """Inputs made from the signature: standard normal floats, small non-negative integers."""
+    rng = np.random.default_rng(seed)
+    data = {}
+    for t in contract.inputs:
+        shape = (rows,) + tuple(DYNAMIC_DIM_DEFAULT if d is None else d for d in t.sample_shape)
+        dtype = np.dtype(t.dtype)
+        if np.issubdtype(dtype, np.floating):
+            data[t.name] = rng.standard_normal(shape).astype(dtype)
+        elif np.issubdtype(dtype, np.integer):
+            data[t.name] = rng.integers(0, 2, size=shape).astype(dtype)
+        elif dtype == np.bool_:
+            data[t.name] = rng.integers(0, 2, size=shape).astype(bool)
+        else:
+            raise BadInputError(f"input '{t.name}': cannot generate data of dtype {t.dtype}; pass --data")
+    return data
+
+
+def take(data: dict[str, np.ndarray], rows: int) -> dict[str, np.ndarray]:
+    return {k: v[:rows] for k, v in data.items()}
+
+
+def save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    with path.open("wb") as fh:
+        np.savez(fh, **arrays)

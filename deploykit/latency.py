@@ -1,0 +1,36 @@
+"""Turn the raw timings a runtime harness reports into the latency figures in the manifest.
+
+Every harness (Python, Node, browser, HTTP client) returns raw per-call milliseconds; the
+statistics are computed here once, the same way for every target.
+"""
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+import numpy as np
+
+
+def summarize(timings_ms: Sequence[float], facts: Mapping) -> dict:
+    """`facts` carries what the harness measured besides per-call timings (load time, memory...)."""
+    t = np.asarray(timings_ms, dtype=np.float64)
+    if t.size == 0:
+        raise ValueError("no timings to summarize")
+    total_s = float(t.sum()) / 1000.0
+    p50, p90, p99 = np.percentile(t, [50, 90, 99])
+    return {
+        "iterations": int(t.size),
+        "warmup": int(facts.get("warmup", 0)),
+        "p50_ms": float(p50),
+        "p90_ms": float(p90),
+        "p99_ms": float(p99),
+        "max_ms": float(t.max()),
+        "min_ms": float(t.min()),
+        "throughput_per_s": float(t.size / total_s) if total_s > 0 else None,
+        "load_ms": facts.get("load_ms"),
+        "first_inference_ms": facts.get("first_inference_ms"),
+        "peak_rss_mb": facts.get("peak_rss_mb"),
+        "threads": facts.get("threads"),
+        "process_threads": facts.get("process_threads"),
+        "runtime": facts.get("runtime"),
+        "runtime_version": facts.get("runtime_version"),
+    }

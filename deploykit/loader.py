@@ -1,0 +1,205 @@
+"""Load a model source into one `LoadedModel`: a named-dict callable plus its I/O contract.
+
+Routing: tf_keras files load with tf_keras (safe mode on); Keras 3 `.keras` files load with Keras 3
+(tf_keras cannot read them); SavedModel folders load as graphs with `tf.saved_model.load`;
+`module:function` is imported and called. Every later step sees the same interface.
+"""
+from __future__ import annotations
+
+import importlib
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from . import policy
+from .contract import IOContract, TensorInfo
+from .errors import BadInputError, DeployKitError
+from .sniff import ModelSource
+from .tfenv import keras3, tensorflow, tf_keras
+
+OPTIMIZE_NOTE = "the optimize stage (pruning, QAT, clustering) needs a tf_keras model: pass a tf_keras .keras/.h5 file or module:function"
+
+
+@dataclass
+class LoadedModel:
+    source: ModelSource
+    contract: IOContract
+    call: Callable[[dict], dict]  # dict of input tensors -> dict of output tensors (traceable)
+    trackable: Any  # owns the variables (a Keras model or a loaded SavedModel)
+    keras_model: Any = None  # the tf_keras model when there is one (needed by tfmot)
+    findings: list[str] = field(default_factory=list)  # policy findings the user allowed
+
+    @property
+    def optimizable(self) -> bool:
+        return self.keras_model is not None
+
+    def predict(self, inputs: dict[str, np.ndarray], batch_size: int = 256) -> dict[str, np.ndarray]:
+        tf = tensorflow()
+        n = len(next(iter(inputs.values())))
+        parts: dict[str, list] = {name: [] for name in self.contract.output_names}
+        for start in range(0, n, batch_size):
+            batch = {k: tf.constant(v[start : start + batch_size]) for k, v in inputs.items()}
+            out = self.call(batch)
+            for name in parts:
+                parts[name].append(np.asarray(out[name]))
+        return {name: np.concatenate(chunks) for name, chunks in parts.items()}
+
+    def serving_function(self, batch: int | None = None, sample_shapes: dict | None = None):
+        """A tf.function over positional tensors named after the inputs, returning a named dict.
+
+        With `batch` set, shapes are fixed (batch and, from `sample_shapes`, any dynamic dims):
+        converters lower recurrent layers to builtin ops only with static shapes.
+        """
+        tf = tensorflow()
+        names = self.contract.input_names
+        specs = []
+        for t in self.contract.inputs:
+            shape = list(t.shape)
+            if batch is not None:
+                shape[0] = batch
+                if sample_shapes and t.name in sample_shapes:
+                    shape[1:] = sample_shapes[t.name]
+            specs.append(tf.TensorSpec(shape, tf.as_dtype(t.dtype), name=t.name))
+        call = self.call
+
+        def serve(*args):
+            return call(dict(zip(names, args)))
+
+        return tf.function(serve, input_signature=specs)
+
+    def export_saved_model(self, directory: Path) -> Path:
+        """Write the canonical SavedModel: `serving_default` with the contract's names."""
+        tf = tensorflow()
+        module = tf.Module()
+        module.model = self.trackable
+        module.serve = self.serving_function()
+        tf.saved_model.save(module, str(directory), signatures={"serving_default": module.serve.get_concrete_function()})
+        return directory
+
+
+def load(source: ModelSource, allow_unsafe: bool = False) -> LoadedModel:
+    findings = policy.enforce_config(source.config, source.location, allow_unsafe)
+    try:
+        if source.kind == "callable":
+            model = _from_callable(source.location)
+            return _from_keras(source, model, tf_keras_model=True, findings=findings)
+        if source.kind == "saved_model":
+            return _from_saved_model(source, allow_unsafe)
+        if source.keras == "keras3":
+            return _from_keras(source, _load_keras3(source.location, allow_unsafe), tf_keras_model=False, findings=findings)
+        return _from_keras(source, _load_tf_keras(source.location, allow_unsafe), tf_keras_model=True, findings=findings)
+    except DeployKitError:
+        raise
+    except Exception as exc:  # Keras raises bare ValueError/TypeError/KeyError for bad files
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise BadInputError(f"{source.location}: could not load the model ({first[:300]})") from exc
+
+
+def _load_tf_keras(path: str, allow_unsafe: bool):
+    keras = tf_keras()
+    if path.endswith((".h5", ".hdf5")):
+        # tf_keras' HDF5 loader has no safe mode; policy.enforce_config vetted the config above.
+        return keras.models.load_model(path, compile=False)
+    return keras.models.load_model(path, compile=False, safe_mode=not allow_unsafe)
+
+
+def _load_keras3(path: str, allow_unsafe: bool):
+    keras = keras3()
+    return keras.saving.load_model(path, compile=False, safe_mode=not allow_unsafe)
+
+
+def _from_callable(spec: str):
+    module_name, func_name = spec.split(":")
+    if "" not in sys.path and str(Path.cwd()) not in sys.path:
+        sys.path.insert(0, str(Path.cwd()))
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise BadInputError(f"{spec}: cannot import module '{module_name}' ({exc})") from None
+    func = getattr(module, func_name, None)
+    if not callable(func):
+        raise BadInputError(f"{spec}: module '{module_name}' has no function '{func_name}'")
+    model = func()
+    if not isinstance(model, tf_keras().Model):
+        raise BadInputError(f"{spec}: returned {type(model).__name__}, expected a tf_keras.Model")
+    return model
+
+
+def _dtype_name(dtype) -> str:
+    tf = tensorflow()
+    return tf.as_dtype(dtype).name
+
+
+def _shape(shape) -> tuple:
+    return tuple(None if d is None else int(d) for d in shape)
+
+
+def _from_keras(source: ModelSource, model, *, tf_keras_model: bool, findings: list[str]) -> LoadedModel:
+    inputs = tuple(
+        TensorInfo(_input_name(t), _dtype_name(t.dtype), _shape(t.shape)) for t in model.inputs
+    )
+    output_names = list(model.output_names)
+    out_tensors = model.outputs
+    if isinstance(getattr(model, "output", None), dict):  # Keras 3 dict outputs: keys are the names
+        output_names = list(model.output.keys())
+        out_tensors = list(model.output.values())
+    outputs = tuple(
+        TensorInfo(n, _dtype_name(t.dtype), _shape(t.shape)) for n, t in zip(output_names, out_tensors)
+    )
+    names = [t.name for t in inputs]
+    single = len(names) == 1
+
+    def call(feed: dict) -> dict:
+        result = model(feed[names[0]] if single else dict(feed), training=False)
+        if isinstance(result, dict):
+            return {n: result[n] for n in output_names}
+        if isinstance(result, (list, tuple)):
+            return dict(zip(output_names, result))
+        return {output_names[0]: result}
+
+    return LoadedModel(
+        source=source,
+        contract=IOContract(inputs, outputs),
+        call=call,
+        trackable=model,
+        keras_model=model if tf_keras_model else None,
+        findings=findings,
+    )
+
+
+def _input_name(tensor) -> str:
+    name = tensor.name
+    return name.split(":")[0]
+
+
+def _from_saved_model(source: ModelSource, allow_unsafe: bool) -> LoadedModel:
+    tf = tensorflow()
+    try:
+        loaded = tf.saved_model.load(source.location)
+    except Exception as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise BadInputError(f"{source.location}: unreadable SavedModel ({first[:300]})") from None
+    signature = loaded.signatures.get("serving_default")
+    if signature is None:
+        have = ", ".join(loaded.signatures.keys()) or "none"
+        raise BadInputError(f"{source.location}: SavedModel has no 'serving_default' signature (has: {have})")
+    findings = policy.enforce_graph(_op_types(signature.graph), source.location, allow_unsafe)
+    in_specs = signature.structured_input_signature[1]
+    out_specs = signature.structured_outputs
+    inputs = tuple(TensorInfo(n, s.dtype.name, _shape(s.shape)) for n, s in sorted(in_specs.items()))
+    outputs = tuple(TensorInfo(n, s.dtype.name, _shape(s.shape)) for n, s in sorted(out_specs.items()))
+
+    def call(feed: dict) -> dict:
+        return signature(**feed)
+
+    return LoadedModel(source, IOContract(inputs, outputs), call, loaded, None, findings)
+
+
+def _op_types(graph) -> set[str]:
+    ops = {op.type for op in graph.get_operations()}
+    for fn in graph.as_graph_def().library.function:
+        ops.update(node.op for node in fn.node_def)
+    return ops

@@ -1,0 +1,167 @@
+"""TFLite target: convert with the TFLite converter, validate in the LiteRT interpreter.
+
+Conversion path: the canonical SavedModel (dynamic batch) first. If that needs ops beyond the
+TFLite builtins, retry from the model with fixed shapes (batch 1), which lets the converter lower
+recurrent layers to builtin ops. If ops are still missing, refuse with exit 2 naming them, unless
+`--allow-select-tf-ops` (then the artifact needs the Flex delegate, and the manifest says so).
+"""
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import Mapping
+
+import numpy as np
+
+from ..errors import UnsupportedOpsError
+from ..runner import run_child
+from ..tfenv import tensorflow
+from . import harness_path
+from .base import Artifact, RunRequest, Target
+
+FULL_INTEGER = ("int8", "int16x8")
+
+
+class TFLiteTarget(Target):
+    name = "tflite"
+    summary = "TFLite flatbuffer, validated in the LiteRT interpreter"
+    runtime = "litert"
+    variants = ("float32", "float16", "dynamic", "int8", "int16x8")
+    default_budgets = {
+        "float32": {"max_abs_rel": 1e-5},
+        "float16": {"max_abs_rel": 1e-2, "cosine": 0.9999, "top1_agreement": 0.99},
+        "dynamic": {"max_abs_rel": 0.1, "cosine": 0.99, "top1_agreement": 0.98},
+        "int8": {"cosine": 0.98, "top1_agreement": 0.97},
+        "int16x8": {"max_abs_rel": 0.05, "cosine": 0.999, "top1_agreement": 0.99},
+    }
+
+    def __init__(self) -> None:
+        self.plan: dict = {}
+        self._model = None
+        self._saved_model: Path | None = None
+        self._fixed_fn = None
+
+    # ---- preflight -------------------------------------------------------------------------
+    def prepare(self, model, saved_model, data, config, work) -> dict:
+        self._model, self._saved_model = model, saved_model
+        self._allow_select = config.allow_select_tf_ops
+        flatbuffer = self._converter("saved_model", select=True).convert()
+        flex = flex_ops(flatbuffer)
+        path = "saved_model"
+        if flex:
+            sample_shapes = {k: v.shape[1:] for k, v in data.items()}
+            self._fixed_fn = model.serving_function(batch=1, sample_shapes=sample_shapes)
+            try:
+                fixed = self._converter("fixed_shape", select=True).convert()
+            except Exception:  # noqa: BLE001 - a failed fallback leaves the first answer standing
+                fixed = None
+            if fixed is not None and not flex_ops(fixed):
+                path, flex = "fixed_shape", []
+        if flex and not config.allow_select_tf_ops:
+            names = ", ".join(op.removeprefix("Flex") for op in flex)
+            raise UnsupportedOpsError(
+                f"{model.source.location}: needs TensorFlow ops outside the TFLite builtins: {names} "
+                "(pass --allow-select-tf-ops to ship them with the Flex delegate)",
+                details={"ops": flex},
+            )
+        self.plan = {"conversion_path": path, "needs_flex": bool(flex), "select_tf_ops": flex}
+        return dict(self.plan)
+
+    def _converter(self, path: str, *, select: bool):
+        tf = tensorflow()
+        if path == "saved_model":
+            conv = tf.lite.TFLiteConverter.from_saved_model(str(self._saved_model), signature_keys=["serving_default"])
+        else:
+            conv = tf.lite.TFLiteConverter.from_concrete_functions(
+                [self._fixed_fn.get_concrete_function()], self._model.trackable
+            )
+        ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+        if select:
+            ops.append(tf.lite.OpsSet.SELECT_TF_OPS)
+        conv.target_spec.supported_ops = ops
+        return conv
+
+    # ---- conversion ------------------------------------------------------------------------
+    def convert(self, variant: str, dest: Path, calibration: Mapping, config) -> Artifact:
+        tf = tensorflow()
+        conv = self._converter(self.plan["conversion_path"], select=self.plan["needs_flex"])
+        extra = [tf.lite.OpsSet.SELECT_TF_OPS] if self.plan["needs_flex"] else []
+        io_dtype = "float32"
+        if variant == "float16":
+            conv.optimizations = [tf.lite.Optimize.DEFAULT]
+            conv.target_spec.supported_types = [tf.float16]
+        elif variant == "dynamic":
+            conv.optimizations = [tf.lite.Optimize.DEFAULT]
+        elif variant in FULL_INTEGER:
+            conv.optimizations = [tf.lite.Optimize.DEFAULT]
+            conv.representative_dataset = _representative(calibration, self._model.contract.input_names,
+                                                          by_name=self.plan["conversion_path"] == "saved_model")
+            if variant == "int8":
+                conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8] + extra
+                if all(t.dtype.startswith("float") for t in self._model.contract.inputs):
+                    conv.inference_input_type = tf.int8
+                    conv.inference_output_type = tf.int8
+                    io_dtype = "int8"
+            else:
+                conv.target_spec.supported_ops = [
+                    tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8,
+                    tf.lite.OpsSet.TFLITE_BUILTINS,  # float fallback for ops without a 16x8 kernel
+                ] + extra
+        started = time.perf_counter()
+        flatbuffer = conv.convert()
+        seconds = time.perf_counter() - started
+        dest.mkdir(parents=True, exist_ok=True)
+        path = dest / f"model_{variant}.tflite"
+        path.write_bytes(flatbuffer)
+        details = {
+            **self.plan,
+            "io_dtype": io_dtype,
+            "convert_seconds": round(seconds, 3),
+            "calibration_rows": _rows(calibration) if variant in FULL_INTEGER else 0,
+        }
+        return Artifact(self.name, variant, path, details)
+
+    # ---- runtime ---------------------------------------------------------------------------
+    def run(self, request: RunRequest, work: Path) -> dict:
+        lat = request.latency
+        payload = {
+            "model": str(request.artifact.path),
+            "inputs": str(request.inputs),
+            "outputs": str(request.outputs),
+            "mode": request.mode,
+            "flex": bool(request.artifact.details.get("needs_flex")),
+            "threads": lat.threads,
+            "warmup": lat.warmup,
+            "iterations": lat.iterations,
+            "max_seconds": lat.max_seconds,
+        }
+        label = f"tflite/{request.artifact.variant}"
+        timeout = 600 if request.mode == "parity" else lat.max_seconds * 4 + 120
+        return run_child([sys.executable, str(harness_path("tflite", "harness.py"))], payload, work, timeout=timeout, label=label)
+
+
+def _rows(data: Mapping) -> int:
+    return len(next(iter(data.values())))
+
+
+def _representative(data: Mapping, names: list[str], by_name: bool):
+    def gen():
+        for i in range(_rows(data)):
+            sample = [np.asarray(data[n][i : i + 1]) for n in names]
+            yield dict(zip(names, sample)) if by_name else sample
+
+    return gen
+
+
+def flex_ops(flatbuffer: bytes) -> list[str]:
+    """Names of the Flex (select TensorFlow) ops a TFLite flatbuffer needs."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    model = schema.Model.GetRootAsModel(flatbuffer, 0)
+    found = set()
+    for i in range(model.OperatorCodesLength()):
+        custom = model.OperatorCodes(i).CustomCode()
+        if custom and custom.decode().startswith("Flex"):
+            found.add(custom.decode())
+    return sorted(found)

@@ -1,0 +1,45 @@
+"""The one place TensorFlow is imported.
+
+`TF_USE_LEGACY_KERAS=1` must be set before TensorFlow's first import so that `tf.keras` is
+tf_keras (Keras 2), which tensorflow-model-optimization and tensorflowjs need. Every module that
+needs TensorFlow calls `tensorflow()` inside a function, never at import time, so `--help` and
+`deploykit targets` stay fast.
+"""
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+
+
+@lru_cache(maxsize=None)
+def tensorflow():
+    os.environ["TF_USE_LEGACY_KERAS"] = "1"
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    # No GPU is lent to this project; skip the CUDA probing noise.
+    os.environ.setdefault("CUDA_VISIBLE_DEVICES", "-1")
+    import warnings
+
+    # The int8 calibration inside the TFLite converter uses tf.lite.Interpreter, which warns that
+    # it is deprecated; deploykit itself validates with LiteRT.
+    warnings.filterwarnings("ignore", message=r".*tf\.lite\.Interpreter is deprecated")
+    import tensorflow as tf
+
+    tf.get_logger().setLevel("ERROR")
+    return tf
+
+
+@lru_cache(maxsize=None)
+def tf_keras():
+    tensorflow()
+    import tf_keras as keras
+
+    return keras
+
+
+@lru_cache(maxsize=None)
+def keras3():
+    """Keras 3, installed beside tf_keras; only for reading Keras 3 `.keras` files."""
+    tensorflow()
+    import keras
+
+    return keras

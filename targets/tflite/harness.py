@@ -1,0 +1,145 @@
+"""Runs a .tflite artifact inside the LiteRT interpreter (ai-edge-litert), in its own process.
+
+Imports only numpy and the runtime (never TensorFlow, unless the artifact needs the Flex
+delegate). Usage: python harness.py REQUEST.json; writes the JSON result to request["response"].
+
+Modes:
+  parity   run every row of the inputs one sample at a time; write outputs (dequantized) to .npz
+  latency  load time, first-inference time, warm-up, then timed single-sample invocations
+"""
+import json
+import os
+import resource
+import sys
+import time
+import traceback
+
+import numpy as np
+
+
+def _interpreter(request):
+    if request.get("flex"):
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        import tensorflow as tf  # the Flex delegate ships with TensorFlow only
+
+        return tf.lite.Interpreter, "tensorflow.lite", tf.__version__
+    from importlib.metadata import version
+
+    from ai_edge_litert.interpreter import Interpreter
+
+    return Interpreter, "litert", version("ai-edge-litert")
+
+
+def _peak_rss_mb():
+    """Peak resident memory of this process. /proc's VmHWM, since ru_maxrss survives exec and
+    would report the parent's peak."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _quantize(x, detail):
+    scale, zero = detail["quantization"]
+    dtype = detail["dtype"]
+    if scale and np.issubdtype(dtype, np.integer) and not np.issubdtype(x.dtype, np.integer):
+        info = np.iinfo(dtype)
+        return np.clip(np.round(x / scale + zero), info.min, info.max).astype(dtype)
+    return x.astype(dtype, copy=False)
+
+
+def _dequantize(y, detail):
+    scale, zero = detail["quantization"]
+    if scale and np.issubdtype(y.dtype, np.integer):
+        return ((y.astype(np.float32) - zero) * scale).astype(np.float32)
+    return y
+
+
+class Runner:
+    """One signature, fed one sample at a time, with int8/int16 I/O handled here."""
+
+    def __init__(self, request):
+        cls, self.runtime, self.version = _interpreter(request)
+        t0 = time.perf_counter()
+        self.interpreter = cls(model_path=request["model"], num_threads=int(request.get("threads", 1)))
+        signatures = self.interpreter.get_signature_list()
+        key = "serving_default" if "serving_default" in signatures else next(iter(signatures))
+        self.runner = self.interpreter.get_signature_runner(key)
+        self.in_details = self.runner.get_input_details()
+        self.out_details = self.runner.get_output_details()
+        self.load_ms = (time.perf_counter() - t0) * 1000
+
+    def feed(self, sample):
+        return {n: _quantize(sample[n], d) for n, d in self.in_details.items()}
+
+    def __call__(self, feed):
+        out = self.runner(**feed)
+        return {n: _dequantize(out[n], self.out_details[n]) for n in out}
+
+
+def parity(request, inputs):
+    run = Runner(request)
+    rows = len(next(iter(inputs.values())))
+    outs = {}
+    for i in range(rows):
+        sample = {n: inputs[n][i : i + 1] for n in run.in_details}
+        for n, y in run(run.feed(sample)).items():
+            outs.setdefault(n, []).append(y)
+    np.savez(request["outputs"], **{n: np.concatenate(v) for n, v in outs.items()})
+    return {"rows": rows, "runtime": run.runtime, "runtime_version": run.version}
+
+
+def latency(request, inputs):
+    rss_before = _peak_rss_mb()
+    run = Runner(request)
+    feed = run.feed({n: inputs[n][0:1] for n in run.in_details})
+    t0 = time.perf_counter()
+    run.runner(**feed)
+    first_ms = (time.perf_counter() - t0) * 1000
+    for _ in range(int(request["warmup"])):
+        run.runner(**feed)
+    timings = []
+    deadline = time.perf_counter() + float(request["max_seconds"])
+    for _ in range(int(request["iterations"])):
+        t0 = time.perf_counter()
+        run.runner(**feed)
+        t1 = time.perf_counter()
+        timings.append((t1 - t0) * 1000)
+        if t1 > deadline:
+            break
+    peak = _peak_rss_mb()
+    return {
+        "timings_ms": timings,
+        "warmup": int(request["warmup"]),
+        "load_ms": run.load_ms,
+        "first_inference_ms": first_ms,
+        "peak_rss_mb": peak,
+        "model_rss_mb": peak - rss_before,
+        "threads": int(request.get("threads", 1)),
+        "process_threads": len(os.listdir("/proc/self/task")) if os.path.isdir("/proc/self/task") else None,
+        "runtime": run.runtime,
+        "runtime_version": run.version,
+    }
+
+
+def main(path):
+    with open(path) as fh:
+        request = json.load(fh)
+    try:
+        with np.load(request["inputs"], allow_pickle=False) as npz:
+            inputs = {k: npz[k] for k in npz.files}
+        result = (parity if request["mode"] == "parity" else latency)(request, inputs)
+        result["ok"] = True
+    except Exception as exc:  # reported to the parent as this artifact's error
+        last = traceback.format_exception_only(type(exc), exc)[-1].strip()
+        result = {"ok": False, "error": last[:500]}
+    with open(request["response"], "w") as fh:
+        json.dump(result, fh)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])

@@ -1,0 +1,50 @@
+"""Shared fixtures. Tests call `deploykit.build` in-process (one TensorFlow import for the whole
+session) unless they test the CLI itself, which runs as a subprocess."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# Short latency runs: tests check that figures are measured and recorded, not how fast they are
+# (speed goals live in benchmarks/).
+FAST = {"latency": {"warmup": 2, "iterations": 20, "max_seconds": 1.0}, "example_epochs": 3}
+NO_LATENCY = {"latency": {"enabled": False}, "example_epochs": 3}
+
+
+@pytest.fixture
+def fast():
+    return dict(FAST)
+
+
+@pytest.fixture
+def no_latency():
+    return dict(NO_LATENCY)
+
+
+def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
+    """Run the real `deploykit` CLI in a child process."""
+    return subprocess.run(
+        [sys.executable, "-m", "deploykit", *args],
+        cwd=cwd, capture_output=True, text=True, timeout=timeout,
+        env={**os.environ, **(env or {})}, stdin=subprocess.DEVNULL,
+    )
+
+
+@pytest.fixture(scope="session")
+def keras():
+    from deploykit.tfenv import tf_keras
+
+    return tf_keras()
+
+
+@pytest.fixture(scope="session")
+def tf():
+    from deploykit.tfenv import tensorflow
+
+    return tensorflow()

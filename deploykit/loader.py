@@ -76,7 +76,12 @@ class LoadedModel:
         module = tf.Module()
         module.model = self.trackable
         module.serve = self.serving_function()
-        tf.saved_model.save(module, str(directory), signatures={"serving_default": module.serve.get_concrete_function()})
+        serve = module.serve.get_concrete_function()
+        # Track the variables the function reads. A Keras 3 model is not a tf.Module: without this
+        # its weights are missing from the SavedModel's checkpoint and the TFLite converter
+        # freezes uninitialized memory (outputs like 1e+36).
+        module.captured_variables = list(serve.variables)
+        tf.saved_model.save(module, str(directory), signatures={"serving_default": serve})
         return directory
 
 

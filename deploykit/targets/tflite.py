@@ -14,7 +14,7 @@ from typing import Mapping
 
 import numpy as np
 
-from ..errors import UnsupportedOpsError
+from ..errors import MissingRuntimeError, UnsupportedOpsError
 from ..runner import run_child
 from ..tfenv import tensorflow
 from . import harness_path
@@ -41,6 +41,15 @@ class TFLiteTarget(Target):
         self._model = None
         self._saved_model: Path | None = None
         self._fixed_fn = None
+
+    def check_runtime(self) -> None:
+        """The harness runs with this Python, so an import check here is representative."""
+        try:
+            import ai_edge_litert.interpreter  # noqa: F401
+        except ImportError as exc:
+            raise MissingRuntimeError(
+                f"the LiteRT runtime cannot be imported ({exc}); install it: pip install ai-edge-litert==2.3.0"
+            ) from None
 
     # ---- preflight -------------------------------------------------------------------------
     def prepare(self, model, saved_model, data, config, work) -> dict:

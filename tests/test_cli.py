@@ -1,0 +1,145 @@
+"""The CLI as users and CI pipelines see it: a child process, exit codes, stdout vs stderr."""
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from .conftest import ROOT, run_cli
+
+GOLDEN = Path(__file__).parent / "golden"
+FAST_TOML = textwrap.dedent(
+    """
+    example_epochs = 2
+    [latency]
+    warmup = 2
+    iterations = 20
+    max_seconds = 1.0
+    """
+)
+
+
+def _no_tf(*argv: str) -> str:
+    """Run the CLI in-process in a child and fail if TensorFlow was imported."""
+    code = (
+        "import sys\nfrom deploykit.cli import main\n"
+        f"sys.argv = ['deploykit', *{list(argv)!r}]\n"
+        "try:\n    main()\nexcept SystemExit as e:\n    assert not e.code, e.code\n"
+        "heavy = [m for m in ('tensorflow', 'tf_keras', 'keras') if m in sys.modules]\n"
+        "assert not heavy, heavy\n"
+    )
+    import subprocess
+
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={**os.environ, "COLUMNS": "100"})
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
+
+
+def test_help_and_targets_do_not_import_tensorflow():
+    assert "build" in _no_tf("--help")
+    assert "tflite" in _no_tf("targets")
+    listed = json.loads(_no_tf("targets", "--json"))
+    assert [t["name"] for t in listed["targets"]] == ["tflite"]
+
+
+@pytest.mark.parametrize("command", ["build", "validate"])
+def test_help_matches_golden(command):
+    """Regenerate with: COLUMNS=100 deploykit CMD --help > tests/golden/CMD_help.txt"""
+    got = _no_tf(command, "--help")
+    assert got == (GOLDEN / f"{command}_help.txt").read_text()
+
+
+def test_exit_codes_are_documented_in_the_readme():
+    from deploykit.errors import EXIT_CODES
+
+    readme = (ROOT / "README.md").read_text()
+    for code in EXIT_CODES:
+        assert f"| {code} |" in readme, f"exit code {code} missing from README"
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--model", "missing.keras"], "missing.keras: no such file or folder"),
+        (["--target", "nosuch"], "unknown target 'nosuch'"),
+        (["--quantize", "int4"], "--quantize: unknown variant(s) int4"),
+        (["--config", "missing.toml"], "missing.toml: config file not found"),
+        (["--jobs", "0"], "jobs: must be at least 1"),
+    ],
+)
+def test_bad_input_is_exit_2_with_one_line(tmp_path, args, message):
+    proc = run_cli("build", *args, "--out", "out", "--json", cwd=tmp_path)
+    assert proc.returncode == 2, proc.stderr
+    errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("deploykit: error:")]
+    assert len(errors) == 1 and message in errors[0]
+    body = json.loads(proc.stdout)["error"]
+    assert body["exit_code"] == 2 and message in body["message"]
+    assert not (tmp_path / "out").exists()
+
+
+def test_bad_config_setting_names_file_and_field(tmp_path):
+    (tmp_path / "dk.toml").write_text("colour = 'blue'\n")
+    proc = run_cli("build", "--config", "dk.toml", cwd=tmp_path)
+    assert proc.returncode == 2 and "dk.toml: unknown setting(s) colour" in proc.stderr
+
+
+@pytest.mark.slow
+def test_build_json_goes_to_stdout_and_progress_to_stderr(tmp_path):
+    (tmp_path / "dk.toml").write_text(FAST_TOML)
+    proc = run_cli("build", "--config", "dk.toml", "--quantize", "float32,int8", "--out", "out", "--json", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    manifest = json.loads(proc.stdout)
+    assert manifest["passed"] and [a["variant"] for a in manifest["artifacts"]] == ["float32", "int8"]
+    assert "[deploykit] convert 2 artifact(s) ok" in proc.stderr
+    assert json.loads((tmp_path / "out" / "manifest.json").read_text())["config"]["hash"] == manifest["config"]["hash"]
+    validated = run_cli("validate", "out", "--json", cwd=tmp_path)
+    assert validated.returncode == 0 and json.loads(validated.stdout)["passed"] is True
+
+
+@pytest.mark.slow
+def test_budget_breach_is_exit_3_naming_output_metric_value_budget(tmp_path):
+    (tmp_path / "dk.toml").write_text(FAST_TOML + "[budgets.tflite.dynamic]\nmax_abs = 0.0\n")
+    proc = run_cli("build", "--config", "dk.toml", "--quantize", "dynamic", "--out", "out", "--json", cwd=tmp_path)
+    assert proc.returncode == 3, proc.stderr[-2000:]
+    assert "tflite/dynamic: output 'digit': max_abs = " in proc.stderr and "budget <= 0" in proc.stderr
+    body = json.loads(proc.stdout)
+    assert body["error"]["code"] == "budget_failed" and body["manifest"]["passed"] is False
+    assert not (tmp_path / "out").exists()
+
+
+def test_missing_runtime_is_exit_4(tmp_path):
+    """A stand-in `ai_edge_litert` package that fails to import plays the missing LiteRT runtime."""
+    stub = tmp_path / "stub" / "ai_edge_litert"
+    stub.mkdir(parents=True)
+    (stub / "__init__.py").write_text("raise ImportError('stand-in: LiteRT not installed')\n")
+    proc = run_cli("build", "--out", "out", cwd=tmp_path, env={"PYTHONPATH": str(tmp_path / "stub")})
+    assert proc.returncode == 4, proc.stderr[-2000:]
+    assert "pip install ai-edge-litert" in proc.stderr
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow
+def test_model_carrying_code_is_exit_5(tmp_path, keras):
+    inp = keras.Input((4,), name="x")
+    model = keras.Model(inp, keras.layers.Lambda(lambda t: t * 2)(inp))
+    model.save(tmp_path / "lambda.keras")
+    proc = run_cli("build", "--model", "lambda.keras", "--out", "out", cwd=tmp_path)
+    assert proc.returncode == 5, proc.stderr[-2000:]
+    assert "lambda.keras: refused" in proc.stderr and "--allow-unsafe-deserialization" in proc.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_locked_output_is_exit_75_quickly(tmp_path):
+    lock = open(tmp_path / ".out.lock", "w")
+    fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    try:
+        proc = run_cli("build", "--out", "out", "--json", cwd=tmp_path, timeout=60)
+    finally:
+        lock.close()
+    assert proc.returncode == 75, proc.stderr[-2000:]
+    assert json.loads(proc.stdout)["error"]["code"] == "output_locked"

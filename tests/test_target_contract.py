@@ -1,0 +1,148 @@
+"""One contract every target must pass. Each target contributes only its data (its registry
+entry); the assertions are the same for all. The bundled example is built once per target."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import deploykit
+from deploykit import manifest as manifest_mod
+from deploykit.errors import BadInputError, BudgetError
+from deploykit.parity import BUDGET_METRICS
+from deploykit.targets import REGISTRY, target_class
+
+from .conftest import FAST
+
+TARGETS = list(REGISTRY)
+
+
+@pytest.fixture(scope="module", params=TARGETS)
+def built(request, tmp_path_factory):
+    out = tmp_path_factory.mktemp(request.param) / "out"
+    doc = deploykit.build(targets=(request.param,), out=str(out), **FAST)
+    return request.param, out, doc
+
+
+@pytest.mark.parametrize("name", TARGETS)
+def test_capabilities_are_declared_as_data(name):
+    cls = target_class(name)
+    d = cls.describe()
+    assert d["name"] == name and d["runtime"] and d["variants"]
+    assert set(cls.default_budgets) == set(cls.variants), "every variant needs a default budget"
+    for variant, budget in cls.default_budgets.items():
+        assert budget and set(budget) <= set(BUDGET_METRICS), f"{name}/{variant}"
+
+
+@pytest.mark.slow
+def test_every_variant_is_built_and_passes(built):
+    name, out, doc = built
+    assert doc["passed"] is True
+    assert [a["variant"] for a in doc["artifacts"]] == list(target_class(name).variants)
+    for a in doc["artifacts"]:
+        assert (out / a["path"]).exists()
+        assert a["parity"]["passed"] and a["failures"] == []
+        assert set(a["parity"]["outputs"]) == {o["name"] for o in doc["contract"]["outputs"]}
+        assert a["parity"]["samples"] == doc["data"]["parity_rows"] > 0
+        assert a["budget"] == target_class(name).default_budgets[a["variant"]]
+
+
+@pytest.mark.slow
+def test_float32_is_faithful_and_quantized_variants_are_smaller(built):
+    _, _, doc = built
+    by_variant = {a["variant"]: a for a in doc["artifacts"]}
+    f32 = by_variant["float32"]
+    for metrics in f32["parity"]["outputs"].values():
+        assert metrics["max_abs_rel"] <= 1e-5
+    assert f32["size_ratio_to_float32"] == 1.0
+    for variant, a in by_variant.items():
+        if variant != "float32":
+            assert a["bytes"] < f32["bytes"], variant
+
+
+@pytest.mark.slow
+def test_latency_is_measured_in_the_runtime(built):
+    _, _, doc = built
+    for a in doc["artifacts"]:
+        lat = a["latency"]
+        assert lat["iterations"] > 0 and lat["warmup"] == FAST["latency"]["warmup"]
+        assert 0 < lat["p50_ms"] <= lat["p90_ms"] <= lat["p99_ms"] <= lat["max_ms"]
+        assert lat["load_ms"] > 0 and lat["first_inference_ms"] > 0 and lat["peak_rss_mb"] > 0
+        assert lat["runtime"] == a["parity"]["runtime"] and lat["runtime_version"]
+
+
+@pytest.mark.slow
+def test_manifest_matches_schema_and_checksums(built):
+    _, out, doc = built
+    on_disk = json.loads((out / "manifest.json").read_text())
+    manifest_mod.check(on_disk)
+    assert on_disk["artifacts"] == json.loads(json.dumps(doc["artifacts"]))
+    assert manifest_mod.verify_files(out, on_disk) == []
+    for a in on_disk["artifacts"]:
+        assert on_disk["files"][a["path"]]["sha256"] == a["sha256"]
+    assert len(on_disk["config"]["hash"]) == 64
+    assert on_disk["environment"]["packages"]["tensorflow"] == "2.19.0"
+    assert not list(out.rglob(".work")), "scratch files must not reach the output"
+
+
+@pytest.mark.slow
+def test_validate_reruns_against_stored_reference(built, tmp_path):
+    _, out, _ = built
+    report = deploykit.validate(out)
+    assert report["passed"] and len(report["artifacts"]) == len(target_class(built[0]).variants)
+
+
+@pytest.mark.slow
+def test_validate_refuses_a_tampered_artifact(built, tmp_path):
+    import shutil
+
+    _, out, doc = built
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    victim = copy / doc["artifacts"][0]["path"]
+    victim.write_bytes(victim.read_bytes()[:-10])
+    with pytest.raises(BadInputError, match="checksum does not match"):
+        deploykit.validate(copy)
+
+
+@pytest.mark.slow
+def test_validate_detects_an_unfaithful_artifact(built, tmp_path):
+    """Swap the float32 artifact for the int8 one (checksums updated): parity must catch it."""
+    import shutil
+
+    from deploykit.sniff import file_sha256
+
+    _, out, doc = built
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    paths = {a["variant"]: a["path"] for a in doc["artifacts"]}
+    if not {"float32", "int8"} <= set(paths):
+        pytest.skip("target has no float32/int8 pair")
+    shutil.copy(copy / paths["int8"], copy / paths["float32"])
+    m = json.loads((copy / "manifest.json").read_text())
+    m["files"][paths["float32"]]["sha256"] = file_sha256(copy / paths["float32"])
+    (copy / "manifest.json").write_text(json.dumps(m))
+    with pytest.raises(BudgetError, match=r"float32: output '\w+': max_abs_rel"):
+        deploykit.validate(copy)
+
+
+@pytest.mark.slow
+def test_breached_budget_fails_and_keeps_previous_output(built, tmp_path):
+    name, out, _ = built
+    import shutil
+
+    target_out = tmp_path / "out"
+    shutil.copytree(out, target_out)
+    before = {p: p.read_bytes() for p in target_out.rglob("*") if p.is_file()}
+    impossible = {name: {"float16": {"max_abs": 0.0}}}
+    with pytest.raises(BudgetError) as info:
+        deploykit.build(targets=(name,), quantize=("float32", "float16"), out=str(target_out),
+                        budgets=impossible, latency={"enabled": False}, example_epochs=2)
+    assert "float16" in info.value.message and "max_abs" in info.value.message
+    failed = {a["variant"]: a["passed"] for a in info.value.manifest["artifacts"]}
+    assert failed == {"float32": True, "float16": False}
+    after = {p: p.read_bytes() for p in target_out.rglob("*") if p.is_file()}
+    assert after == before
+    assert not list(tmp_path.glob(".out.staging-*"))

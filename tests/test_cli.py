@@ -24,7 +24,7 @@ FAST_TOML = textwrap.dedent(
 )
 
 
-def _no_tf(*argv: str) -> str:
+def _no_tf(*argv: str, cwd=None) -> str:
     """Run the CLI in-process in a child and fail if TensorFlow was imported."""
     code = (
         "import sys\nfrom deploykit.cli import main\n"
@@ -35,7 +35,8 @@ def _no_tf(*argv: str) -> str:
     )
     import subprocess
 
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={**os.environ, "COLUMNS": "100"})
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=cwd,
+                          env={**os.environ, "COLUMNS": "100"})
     assert proc.returncode == 0, proc.stderr
     return proc.stdout
 
@@ -99,6 +100,7 @@ def test_build_json_goes_to_stdout_and_progress_to_stderr(tmp_path):
     assert json.loads((tmp_path / "out" / "manifest.json").read_text())["config"]["hash"] == manifest["config"]["hash"]
     validated = run_cli("validate", "out", "--json", cwd=tmp_path)
     assert validated.returncode == 0 and json.loads(validated.stdout)["passed"] is True
+    assert "PASS tflite/int8" in _no_tf("validate", "out", cwd=tmp_path)  # later CI jobs need no TensorFlow
 
 
 @pytest.mark.slow

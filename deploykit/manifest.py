@@ -14,7 +14,7 @@ from importlib import metadata, resources
 from pathlib import Path
 
 from .errors import BadInputError
-from .sniff import file_sha256
+from .sniff import file_sha256, tree_sha256
 
 SCHEMA_VERSION = 1
 PACKAGES = ("tensorflow", "tf-keras", "keras", "ai-edge-litert", "numpy", "tensorflow-model-optimization", "tensorflowjs")
@@ -48,6 +48,13 @@ def environment() -> dict:
 
 def now() -> str:
     return datetime.now(timezone.utc).replace(microsecond=0).isoformat()
+
+
+def artifact_digest(path: Path) -> tuple[str, int]:
+    """(sha256, bytes) of an artifact: a single file, or a bundle folder (all files, stable order)."""
+    if path.is_dir():
+        return tree_sha256(path), sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+    return file_sha256(path), path.stat().st_size
 
 
 def file_table(root: Path) -> dict[str, dict]:

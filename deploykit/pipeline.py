@@ -99,7 +99,8 @@ def run(cfg: BuildConfig, rep: Reporter) -> dict:
 
         # 3. validation in each runtime ---------------------------------------------------------
         records = [
-            {"target": targets[a.target], "artifact": a, "inputs": inputs_npz, "bytes": a.path.stat().st_size,
+            {"target": targets[a.target], "artifact": a, "inputs": inputs_npz,
+             "bytes": manifest_mod.artifact_digest(a.path)[1],
              "budget": verify.budget_for(type(targets[a.target]), a.variant, cfg.budgets)}
             for a in artifacts
         ]
@@ -178,7 +179,7 @@ def _manifest(cfg, model, data_facts, example, target_facts, records, staging: P
             "target": a.target,
             "variant": a.variant,
             "path": a.path.relative_to(staging).as_posix(),
-            "sha256": file_sha256(a.path),
+            "sha256": manifest_mod.artifact_digest(a.path)[0],
             "bytes": r["bytes"],
             "size_ratio_to_float32": (r["bytes"] / base) if base else None,
             "details": dict(a.details),

@@ -130,30 +130,29 @@ def run(cfg: BuildConfig, rep: Reporter) -> dict:
 
 
 def _model_and_data(cfg: BuildConfig, source, rep: Reporter):
+    """(model, inputs by name, data facts for the manifest, example facts or None)."""
     from . import example as example_mod
     from . import loader
 
+    example = None
     if source is None:
         keras_model, inputs, _labels, accuracy = example_mod.train(cfg.example_epochs, cfg.seed)
         model = loader._from_keras(example_mod.SOURCE, keras_model, tf_keras_model=True, findings=[])
-        facts = {"origin": "example", "path": None, "sha256": None}
+        facts = {"origin": "example", "path": None, "sha256": None, "warnings": []}
         example = {"name": "digits_cnn", "dataset": "sklearn.datasets.load_digits", "epochs": cfg.example_epochs,
                    "validation_accuracy": accuracy}
-        if cfg.data:
-            inputs = data_mod.load_npz(cfg.data, model.contract)
-            facts = {"origin": "file", "path": str(cfg.data), "sha256": file_sha256(Path(cfg.data))}
-        return model, inputs, {**facts, "warnings": []}, example
-    model = loader.load(source, cfg.allow_unsafe_deserialization)
-    if not model.optimizable:
-        rep.info(f"note: {loader.OPTIMIZE_NOTE}")
+    else:
+        model = loader.load(source, cfg.allow_unsafe_deserialization)
+        if not model.optimizable:
+            rep.info(f"note: {loader.OPTIMIZE_NOTE}")
     if cfg.data:
         inputs = data_mod.load_npz(cfg.data, model.contract)
         facts = {"origin": "file", "path": str(cfg.data), "sha256": file_sha256(Path(cfg.data)), "warnings": []}
-    else:
+    elif source is not None:
         rep.warn(RANDOM_DATA_WARNING)
         inputs = data_mod.generate(model.contract, seed=cfg.seed)
         facts = {"origin": "generated", "path": None, "sha256": None, "warnings": [RANDOM_DATA_WARNING]}
-    return model, inputs, facts, None
+    return model, inputs, facts, example
 
 
 def _rows(arrays: dict) -> int:

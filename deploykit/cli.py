@@ -13,6 +13,7 @@ import click
 
 from . import __version__
 from .errors import EXIT_CODES, BudgetError, DeployKitError
+from .nativelog import native_logs_to_file, tail
 
 EXIT_HELP = "\b\nExit codes:\n" + "\n".join(f"  {code:>2}  {text}" for code, text in EXIT_CODES.items())
 
@@ -30,7 +31,15 @@ def _emit(as_json: bool, payload: dict) -> None:
 
 
 def _run(as_json: bool, debug: bool, fn):
-    """Run `fn`, turning every failure into its documented exit code and a one-line message."""
+    """Run `fn` with native log noise sent to a file (unless --debug), turning every failure into
+    its documented exit code and a one-line message."""
+    if debug:
+        return _handle(as_json, debug, fn, None)
+    with native_logs_to_file() as log:
+        return _handle(as_json, debug, fn, log)
+
+
+def _handle(as_json: bool, debug: bool, fn, log: str | None):
     try:
         return fn()
     except DeployKitError as exc:
@@ -47,6 +56,8 @@ def _run(as_json: bool, debug: bool, fn):
     except Exception as exc:  # a bug: say so, and show the traceback on request
         if debug:
             traceback.print_exc()
+        elif log and tail(log):
+            click.echo(f"--- last native log lines ---\n{tail(log)}--- end ---", err=True)
         click.echo(f"deploykit: internal error: {type(exc).__name__}: {exc} (rerun with --debug for the traceback)", err=True)
         if as_json:
             click.echo(json.dumps({"error": {"code": "internal_error", "exit_code": 1, "message": str(exc)}}))
@@ -80,7 +91,7 @@ def _csv(value):
 @click.option("--jobs", type=int, metavar="N", help="Conversions and parity runs side by side (default: 2).")
 @click.option("--json", "as_json", is_flag=True, help="Print the manifest (or the error) as JSON on stdout.")
 @click.option("--quiet", is_flag=True, help="No progress lines on stderr (warnings and errors still print).")
-@click.option("--debug", is_flag=True, help="Print tracebacks for internal errors.")
+@click.option("--debug", is_flag=True, help="Print tracebacks for internal errors and TensorFlow's native logs.")
 def build(model, data, targets, quantize, out, config_file, allow_unsafe_deserialization, allow_select_tf_ops,
           no_latency, jobs, as_json, quiet, debug):
     """Build artifacts for the target(s), validate each in its runtime, write OUT/manifest.json."""

@@ -97,6 +97,7 @@ def test_build_json_goes_to_stdout_and_progress_to_stderr(tmp_path):
     manifest = json.loads(proc.stdout)
     assert manifest["passed"] and [a["variant"] for a in manifest["artifacts"]] == ["float32", "int8"]
     assert "[deploykit] convert 2 artifact(s) ok" in proc.stderr
+    assert "E0000" not in proc.stderr and "cuda" not in proc.stderr, "native log noise must stay off the terminal"
     assert json.loads((tmp_path / "out" / "manifest.json").read_text())["config"]["hash"] == manifest["config"]["hash"]
     validated = run_cli("validate", "out", "--json", cwd=tmp_path)
     assert validated.returncode == 0 and json.loads(validated.stdout)["passed"] is True

@@ -6,6 +6,7 @@ in `deploykit.errors.EXIT_CODES` and the README. TensorFlow is imported only by 
 from __future__ import annotations
 
 import json
+import signal
 import sys
 import traceback
 
@@ -39,7 +40,16 @@ def _run(as_json: bool, debug: bool, fn):
         return _handle(as_json, debug, fn, log)
 
 
+class _Terminated(BaseException):
+    """SIGTERM, raised in the main thread so staging folders are cleaned on the way out."""
+
+
+def _on_sigterm(signum, frame):
+    raise _Terminated()
+
+
 def _handle(as_json: bool, debug: bool, fn, log: str | None):
+    signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         return fn()
     except DeployKitError as exc:
@@ -53,6 +63,9 @@ def _handle(as_json: bool, debug: bool, fn, log: str | None):
     except KeyboardInterrupt:
         click.echo("deploykit: interrupted; the output folder was left unchanged", err=True)
         sys.exit(130)
+    except _Terminated:
+        click.echo("deploykit: terminated; the output folder was left unchanged", err=True)
+        sys.exit(143)
     except Exception as exc:  # a bug: say so, and show the traceback on request
         if debug:
             traceback.print_exc()

@@ -100,3 +100,23 @@ def test_unwritable_parent_is_bad_input(tmp_path):
     with pytest.raises(BadInputError, match="cannot write here"):
         with OutputFolder(out):
             pass
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_interrupted_cli_build_keeps_previous_output_and_leaves_nothing(tmp_path, sig, code):
+    out = tmp_path / "out"
+    _previous_build(out)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    proc = subprocess.Popen([sys.executable, "-m", "deploykit", "build", "--out", "out", "--no-latency"],
+                            cwd=tmp_path, stderr=subprocess.PIPE, text=True)
+    for line in proc.stderr:  # interrupt mid-build, once staging exists and TensorFlow is working
+        if "train the bundled example" in line:
+            break
+    time.sleep(1.0)
+    proc.send_signal(sig)
+    rest = proc.stderr.read()
+    assert proc.wait(timeout=60) == code, rest
+    assert "output folder was left unchanged" in rest
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".out.lock", "out"]

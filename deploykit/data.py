@@ -65,12 +65,18 @@ def _check_array(p: Path, key: str, array: np.ndarray, t: TensorInfo) -> np.ndar
     if np.issubdtype(want, np.floating):
         if not (np.issubdtype(array.dtype, np.floating) or np.issubdtype(array.dtype, np.integer)):
             raise BadInputError(f"{where}: dtype {array.dtype} cannot feed {t.dtype} input '{t.name}'")
-        bad = int(np.size(array) - np.count_nonzero(np.isfinite(array)))
+        with np.errstate(over="ignore"):
+            cast = array.astype(want, copy=False)
+        bad = int(np.size(cast) - np.count_nonzero(np.isfinite(cast)))  # after the cast: 1e300 -> inf
         if bad:
-            raise BadInputError(f"{where}: holds {bad} NaN or Inf value(s)")
-    elif np.issubdtype(want, np.integer):
+            raise BadInputError(f"{where}: holds {bad} NaN or Inf value(s) (as {t.dtype})")
+        return np.ascontiguousarray(cast)
+    if np.issubdtype(want, np.integer):
         if not np.issubdtype(array.dtype, np.integer):
             raise BadInputError(f"{where}: dtype {array.dtype} cannot feed integer input '{t.name}' ({t.dtype})")
+        info = np.iinfo(want)
+        if array.size and (array.min() < info.min or array.max() > info.max):
+            raise BadInputError(f"{where}: values outside the range of {t.dtype} input '{t.name}'")
     elif array.dtype != want:
         raise BadInputError(f"{where}: dtype {array.dtype}, input '{t.name}' expects {t.dtype}")
     return np.ascontiguousarray(array.astype(want, copy=False))

@@ -76,12 +76,7 @@ class LoadedModel:
         module = tf.Module()
         module.model = self.trackable
         module.serve = self.serving_function()
-        serve = module.serve.get_concrete_function()
-        # Track the variables the function reads. A Keras 3 model is not a tf.Module: without this
-        # its weights are missing from the SavedModel's checkpoint and the TFLite converter
-        # freezes uninitialized memory (outputs like 1e+36).
-        module.captured_variables = list(serve.variables)
-        tf.saved_model.save(module, str(directory), signatures={"serving_default": serve})
+        tf.saved_model.save(module, str(directory), signatures={"serving_default": module.serve.get_concrete_function()})
         return directory
 
 
@@ -169,10 +164,21 @@ def _from_keras(source: ModelSource, model, *, tf_keras_model: bool, findings: l
         source=source,
         contract=IOContract(inputs, outputs),
         call=call,
-        trackable=model,
+        trackable=model if tf_keras_model else _keras3_trackable(model),
         keras_model=model if tf_keras_model else None,
         findings=findings,
     )
+
+
+def _keras3_trackable(model):
+    """A Keras 3 model is not a tf.Module: TensorFlow's savers and the TFLite converter do not see
+    its variables through it (unsaved or unfrozen weights: garbage outputs, or READ_VARIABLE
+    failing in LiteRT). Wrap it with the underlying tf.Variables tracked, as `model.export` does."""
+    tf = tensorflow()
+    holder = tf.Module()
+    holder.model = model
+    holder.tf_variables = [v.value for v in model.variables]
+    return holder
 
 
 def _input_name(tensor) -> str:

@@ -48,6 +48,21 @@ def check_budget_names(budget: Mapping[str, float], where: str) -> None:
         )
 
 
+def check_reference(reference: Mapping[str, np.ndarray], location: str) -> list[str]:
+    """Refuse a reference with NaN/Inf (exit 2); warn about outputs that never vary, since
+    matching a constant proves nothing about an artifact."""
+    warnings = []
+    for name, values in reference.items():
+        values = np.asarray(values)
+        bad = int(values.size - np.count_nonzero(np.isfinite(values)))
+        if bad:
+            raise BadInputError(f"{location}: the model's output '{name}' holds {bad} NaN or Inf value(s) on the parity data")
+        if len(values) > 1 and np.all(values == values[:1]):
+            warnings.append(f"output '{name}' is identical for every parity row: parity against it proves little "
+                            "(untrained weights, or data the model ignores?)")
+    return warnings
+
+
 def output_metrics(reference: np.ndarray, candidate: np.ndarray) -> dict[str, float]:
     ref = reference.astype(np.float64)
     got = candidate.astype(np.float64)

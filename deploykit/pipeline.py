@@ -78,6 +78,9 @@ def run(cfg: BuildConfig, rep: Reporter) -> dict:
         data_facts.update(rows=_rows(inputs), parity_rows=_rows(parity_in), calibration_rows=_rows(calibration))
         with rep.step(f"reference outputs on {data_facts['parity_rows']} rows"):
             reference = model.predict(parity_in)
+        for warning in parity.check_reference(reference, model.source.location):
+            rep.warn(warning)
+            data_facts["warnings"].append(warning)
         (staging / "validation").mkdir()
         inputs_npz, reference_npz = staging / "validation" / "inputs.npz", staging / "validation" / "reference.npz"
         data_mod.save_npz(inputs_npz, parity_in)

@@ -71,3 +71,10 @@ def test_artifact_budgets_on_size_and_latency():
 def test_unknown_budget_metric_is_bad_input():
     with pytest.raises(BadInputError, match="budgets.tflite.int8: unknown budget metric"):
         parity.check_budget_names({"accuracy": 0.9}, "budgets.tflite.int8")
+
+
+def test_reference_with_nan_is_refused_and_constant_output_warned():
+    with pytest.raises(BadInputError, match="m.keras: the model's output 'probs' holds 2 NaN"):
+        parity.check_reference({"probs": np.array([[np.nan, 1.0], [np.inf, 0.0]])}, "m.keras")
+    warnings = parity.check_reference({"probs": np.ones((5, 3)), "score": np.arange(5.0)[:, None]}, "m.keras")
+    assert len(warnings) == 1 and "'probs' is identical for every parity row" in warnings[0]

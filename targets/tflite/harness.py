@@ -100,8 +100,11 @@ def latency(request, inputs):
     t0 = time.perf_counter()
     run.runner(**feed)
     first_ms = (time.perf_counter() - t0) * 1000
-    for _ in range(int(request["warmup"])):
+    warm_deadline = time.perf_counter() + float(request["max_seconds"])
+    for _ in range(int(request["warmup"])):  # bounded by max_seconds too, for slow models
         run.runner(**feed)
+        if time.perf_counter() > warm_deadline:
+            break
     timings = []
     deadline = time.perf_counter() + float(request["max_seconds"])
     for _ in range(int(request["iterations"])):

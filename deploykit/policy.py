@@ -38,7 +38,9 @@ def config_findings(config: dict) -> list[str]:
     """Every place in a Keras model config that would run or import code on load."""
     findings = []
     for where, node in _walk(config):
-        layer = node.get("config", {}).get("name") if isinstance(node.get("config"), dict) else None
+        # a layer entry names itself in its "config"; a layer's own config dict (where a Lambda's
+        # code lives) names itself directly
+        layer = node["config"].get("name") if isinstance(node.get("config"), dict) else node.get("name")
         label = f"layer '{layer}'" if layer else where or "config"
         cls = node.get("class_name")
         if cls in CODE_CLASSES:

@@ -1,0 +1,240 @@
+"""Small model factories for the intake and family tests.
+
+Each factory builds a tiny model, writes it where it is told and returns the path. Models are
+real (tf_keras, Keras 3, plain tf.Module SavedModels) and small enough to convert in about a
+second. TensorFlow is imported inside the functions, so collecting the tests stays cheap.
+"""
+from __future__ import annotations
+
+import json
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from deploykit.tfenv import keras3, tensorflow, tf_keras
+
+# The two-input, two-output model used by the multi-I/O tests (tf_keras and Keras 3 alike).
+MULTI_INPUTS = {"a": (4,), "b": (2,)}
+MULTI_OUTPUTS = ("score", "probs")
+
+
+def _lib(keras: str):
+    return tf_keras() if keras == "tf_keras" else keras3()
+
+
+# ---- single-input dense models -------------------------------------------------------------
+def dense(path: Path, keras: str = "tf_keras") -> Path:
+    """x (4,) -> y (3,): the smallest model that exercises the whole pipeline."""
+    k = _lib(keras)
+    x = k.Input((4,), name="x")
+    h = k.layers.Dense(8, activation="relu", name="hidden")(x)
+    k.Model(x, k.layers.Dense(3, name="y")(h)).save(path)
+    return path
+
+
+def tf_keras_saved_model(folder: Path) -> Path:
+    k = tf_keras()
+    x = k.Input((4,), name="x")
+    k.Model(x, k.layers.Dense(3, name="y")(x)).save(str(folder), save_format="tf")
+    return folder
+
+
+def _affine_module():
+    """A plain tf.Module (no Keras): y = x @ w + b, served by a tf.function."""
+    tf = tensorflow()
+
+    class Affine(tf.Module):
+        def __init__(self):
+            super().__init__()
+            rng = np.random.default_rng(1)
+            self.w = tf.Variable(rng.standard_normal((4, 3)).astype(np.float32))
+            self.b = tf.Variable(np.arange(3, dtype=np.float32))
+
+        @tf.function(input_signature=[tf.TensorSpec([None, 4], tf.float32, name="x")])
+        def serve(self, x):
+            return {"y": tf.matmul(x, self.w) + self.b}
+
+    return Affine()
+
+
+def module_saved_model(folder: Path, signature: str = "serving_default") -> Path:
+    tf = tensorflow()
+    module = _affine_module()
+    tf.saved_model.save(module, str(folder), signatures={signature: module.serve})
+    return folder
+
+
+def determinant_saved_model(folder: Path) -> Path:
+    """A tf.Module whose op (MatrixDeterminant) has no TFLite builtin, even with fixed shapes."""
+    tf = tensorflow()
+
+    class Det(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec([None, 3, 3], tf.float32, name="m")])
+        def serve(self, m):
+            return {"det": tf.linalg.det(m)}
+
+    module = Det()
+    tf.saved_model.save(module, str(folder), signatures={"serving_default": module.serve})
+    return folder
+
+
+def read_file_saved_model(folder: Path, target: Path) -> Path:
+    """A SavedModel whose graph reads a file (ReadFile): refused by the security policy."""
+    tf = tensorflow()
+
+    class Reader(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec([None, 4], tf.float32, name="x")])
+        def serve(self, x):
+            n = tf.cast(tf.strings.length(tf.io.read_file(str(target))), tf.float32)
+            return {"y": x + n}
+
+    module = Reader()
+    tf.saved_model.save(module, str(folder), signatures={"serving_default": module.serve})
+    return folder
+
+
+def tflite_file(path: Path) -> Path:
+    """A real TFLite flatbuffer (to pass where a model is expected)."""
+    tf = tensorflow()
+    k = tf_keras()
+    x = k.Input((4,), name="x")
+    path.write_bytes(tf.lite.TFLiteConverter.from_keras_model(k.Model(x, k.layers.Dense(2)(x))).convert())
+    return path
+
+
+# ---- multi-input / multi-output ------------------------------------------------------------
+def multi_io(path: Path, keras: str = "tf_keras") -> Path:
+    """Named dict inputs {a, b} and named dict outputs {score, probs}."""
+    k = _lib(keras)
+    inputs = {name: k.Input(shape, name=name) for name, shape in MULTI_INPUTS.items()}
+    h = k.layers.Concatenate()([inputs["a"], inputs["b"]])
+    h = k.layers.Dense(8, activation="tanh")(h)
+    outputs = {
+        "score": k.layers.Dense(1, name="score_head")(h),
+        "probs": k.layers.Dense(3, activation="softmax", name="probs_head")(h),
+    }
+    k.Model(inputs, outputs).save(path)
+    return path
+
+
+def multi_io_data(rows: int = 32, seed: int = 0) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return {name: rng.standard_normal((rows,) + shape).astype(np.float32) for name, shape in MULTI_INPUTS.items()}
+
+
+def int_input(path: Path) -> Path:
+    """ids: int32 (5,) through an Embedding, plus vals: float32 (3,)."""
+    k = tf_keras()
+    ids = k.Input((5,), dtype="int32", name="ids")
+    vals = k.Input((3,), name="vals")
+    h = k.layers.GlobalAveragePooling1D()(k.layers.Embedding(10, 4)(ids))
+    out = k.layers.Dense(2, name="out")(k.layers.Concatenate()([h, vals]))
+    k.Model({"ids": ids, "vals": vals}, {"out": out}).save(path)
+    return path
+
+
+def int_input_data(rows: int = 16, seed: int = 0) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return {"ids": rng.integers(0, 10, (rows, 5)).astype(np.int32),
+            "vals": rng.standard_normal((rows, 3)).astype(np.float32)}
+
+
+# ---- model families ------------------------------------------------------------------------
+def digits(rows: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """scikit-learn's bundled 8x8 digits (no download): images (N, 8, 8, 1) in [0, 1], labels."""
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    x = (d.images / 16.0).astype(np.float32)[..., None]
+    return (x[:rows], d.target[:rows]) if rows else (x, d.target)
+
+
+def cnn(path: Path, epochs: int = 15) -> Path:
+    """Conv2D/BatchNorm/pooling classifier on digits, trained until its outputs are confident
+    (an untrained or 3-epoch model has many near-ties that int8 rounding flips)."""
+    k = tf_keras()
+    k.utils.set_random_seed(0)
+    x = k.Input((8, 8, 1), name="image")
+    h = k.layers.Conv2D(8, 3, padding="same")(x)
+    h = k.layers.BatchNormalization()(h)
+    h = k.layers.ReLU()(h)
+    h = k.layers.MaxPooling2D()(h)
+    h = k.layers.Conv2D(16, 3, activation="relu")(h)
+    h = k.layers.Flatten()(h)
+    h = k.layers.Dense(32, activation="relu")(h)
+    model = k.Model(x, k.layers.Dense(10, activation="softmax", name="probs")(h))
+    images, labels = digits()
+    model.compile("adam", "sparse_categorical_crossentropy")
+    model.fit(images, labels, epochs=epochs, batch_size=64, verbose=0)
+    model.save(path)
+    return path
+
+
+def recurrent(path: Path, cell: str, keras: str = "tf_keras") -> Path:
+    """seq (8 steps, 3 features) -> LSTM or GRU(6) -> Dense(2)."""
+    k = _lib(keras)
+    layer = {"lstm": k.layers.LSTM, "gru": k.layers.GRU}[cell]
+    x = k.Input((8, 3), name="seq")
+    k.Model(x, k.layers.Dense(2, name="out")(layer(6)(x))).save(path)
+    return path
+
+
+def sequences(rows: int, steps: int, features: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Real-ish sequences: noisy sine waves whose frequency, amplitude and offset give the class
+    (0, 1 or 2), separable enough that a trained model is confident (int8 then flips no top-1)."""
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 3, rows)
+    t = np.linspace(0, 2 * np.pi, steps)[None, :, None]
+    c = labels[:, None, None]
+    phase = rng.uniform(0, 2 * np.pi, (rows, 1, features))
+    x = (1 + 0.5 * c) * np.sin((c + 1) * t + phase) + 0.8 * c + 0.1 * rng.standard_normal((rows, steps, features))
+    return x.astype(np.float32), labels
+
+
+def attention(path: Path, keras: str = "tf_keras", epochs: int = 0) -> Path:
+    """tokens (6, 8) -> MultiHeadAttention + residual + LayerNormalization -> pooled softmax(3)."""
+    k = _lib(keras)
+    k.utils.set_random_seed(0)
+    x = k.Input((6, 8), name="tokens")
+    h = k.layers.MultiHeadAttention(num_heads=2, key_dim=4)(x, x)
+    h = k.layers.LayerNormalization()(h + x)
+    h = k.layers.GlobalAveragePooling1D()(h)
+    model = k.Model(x, k.layers.Dense(3, activation="softmax", name="probs")(h))
+    if epochs:
+        data, labels = sequences(384, 6, 8, seed=1)
+        model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+        model.fit(data, labels, epochs=epochs, batch_size=32, verbose=0)
+    model.save(path)
+    return path
+
+
+# ---- models that carry code ----------------------------------------------------------------
+def lambda_canary(path: Path, canary: Path, keras: str = "tf_keras") -> Path:
+    """A model with a Lambda layer whose function touches `canary` when it runs.
+
+    Building the model runs the function once; the canary is removed before returning, so it exists
+    afterwards only if something deserialized and ran the Lambda.
+    """
+    k = _lib(keras)
+    fn = eval(f"lambda t: (__import__('pathlib').Path({str(canary)!r}).touch(), t)[1]")  # noqa: S307
+    x = k.Input((4,), name="x")
+    h = k.layers.Lambda(fn, name="evil")(x)
+    k.Model(x, k.layers.Dense(2, name="y")(h)).save(path)
+    canary.unlink(missing_ok=True)
+    return path
+
+
+def with_layer_module(src: Path, dest: Path, layer_class: str, module: str) -> Path:
+    """Copy a .keras archive, rewriting the config so `layer_class` layers name `module`."""
+    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dest, "w", zipfile.ZIP_DEFLATED) as zout:
+        for info in zin.infolist():
+            data = zin.read(info.filename)
+            if info.filename == "config.json":
+                config = json.loads(data)
+                for layer in config["config"]["layers"]:
+                    if layer["class_name"] == layer_class:
+                        layer["module"] = module
+                data = json.dumps(config).encode()
+            zout.writestr(info, data)
+    return dest

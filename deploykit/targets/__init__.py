@@ -14,6 +14,7 @@ from .base import Artifact, RunRequest, Target
 # name -> "module:Class". Later targets (js, serving) register here.
 REGISTRY = {
     "tflite": "deploykit.targets.tflite:TFLiteTarget",
+    "js": "deploykit.targets.js:JSTarget",
 }
 
 

@@ -1,0 +1,56 @@
+"""`deploykit train`: the click command object; the main CLI registers it (`cli.add_command(train)`).
+
+TensorFlow is imported only when the command runs, so `deploykit --help` stays fast.
+"""
+from __future__ import annotations
+
+import json
+
+import click
+
+from ..errors import EXIT_CODES
+
+EXIT_HELP = "\b\nExit codes:\n" + "\n".join(f"  {code:>2}  {text}" for code, text in EXIT_CODES.items())
+
+@click.command("train", epilog=EXIT_HELP, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.option("--config", "config_file", metavar="FILE", help="Training settings (TOML or YAML). Default: the bundled example.")
+@click.option("--out", metavar="RUN_DIR", default="deploykit-run", show_default=True,
+              help="Run folder: model.keras, saved_model/, metrics.json, checkpoints, backup, TensorBoard logs.")
+@click.option("--local-workers", type=int, default=0, metavar="N",
+              help="Run the job as N local worker processes (multi_worker, or parameter_server if configured).")
+@click.option("--max-restarts", type=int, default=0, metavar="N",
+              help="With --local-workers: restart the job up to N times after a worker dies (resumes from the backup).")
+@click.option("--strategy", type=click.Choice(["none", "one_device", "mirrored", "multi_worker", "parameter_server"]),
+              help="Override the config's strategy.")
+@click.option("--epochs", type=int, metavar="N", help="Override the config's epochs.")
+@click.option("--emit-k8s", metavar="DIR", help="Write Kubeflow TFJob manifests for this job to DIR instead of training.")
+@click.option("--json", "as_json", is_flag=True, help="Print the run metrics (or the error) as JSON on stdout.")
+@click.option("--quiet", is_flag=True, help="No progress lines on stderr.")
+@click.option("--debug", is_flag=True, help="Print tracebacks for internal errors and TensorFlow's native logs.")
+def train(config_file, out, local_workers, max_restarts, strategy, epochs, emit_k8s, as_json, quiet, debug):
+    """Train a model under a tf.distribute strategy; export model.keras, a SavedModel and metrics.json."""
+    from ..cli import _run  # lazy: the CLI module imports this one to register the command
+
+    def go():
+        from ..progress import Reporter
+        from .api import train as run_train
+
+        return run_train(config_file, out, local_workers=local_workers, max_restarts=max_restarts, emit_k8s=emit_k8s,
+                         reporter=Reporter(quiet=quiet), strategy=strategy, epochs=epochs)
+
+    result = _run(as_json, debug, go)
+    if as_json:
+        click.echo(json.dumps(result, indent=2))
+    elif result.get("role") == "worker":
+        click.echo(f"worker finished; the chief writes {out}")
+    elif "manifests" in result:
+        for path in result["manifests"]:
+            click.echo(path)
+    else:
+        final = " ".join(f"{k}={v:.4f}" for k, v in result.get("final_validation", {}).items())
+        click.echo(f"trained {result.get('epochs_completed')} epoch(s), {result.get('strategy')} x{result.get('replicas')}: "
+                   f"{final}; {result.get('examples_per_sec')} examples/s -> {out}")
+
+
+if __name__ == "__main__":  # `python -m deploykit.fit.command ...` until the main CLI registers `train`
+    train(prog_name="deploykit train")

@@ -1,0 +1,175 @@
+"""Training settings as one frozen dataclass, read from a TOML or YAML file.
+
+The file holds either a `[train]` table or top-level keys. Every bad field raises
+`BadInputError` naming the field, before any TensorFlow work starts. Workers launched by
+`--local-workers` receive the resolved settings as JSON (`TrainConfig.to_json`), so every process
+of a job trains with exactly the same settings.
+"""
+from __future__ import annotations
+
+import json
+import re
+import tomllib
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any, Mapping
+
+from ..errors import BadInputError
+
+STRATEGIES = ("none", "one_device", "mirrored", "multi_worker", "parameter_server")
+SHARD_POLICIES = ("data", "file", "auto", "off")
+OPTIMIZERS = ("adam", "sgd", "rmsprop", "adagrad", "adamw", "nadam")
+_ENTRY = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    model: str | None = None  # module:function returning a tf_keras model; None = the bundled example
+    dataset: str | None = None  # FILE.npz (x, y[, x_valid, y_valid]) or module:function -> (train, valid)
+    loss: str = "sparse_categorical_crossentropy"
+    optimizer: str = "adam"
+    learning_rate: float = 2e-3
+    metrics: tuple[str, ...] = ("accuracy",)
+    epochs: int = 5
+    steps_per_epoch: int | None = None  # None: one pass over the training arrays (npz / example)
+    validation_steps: int | None = None
+    batch_size: int = 64  # global; each replica gets batch_size / replicas
+    validation_split: float = 0.2  # npz without x_valid/y_valid
+    seed: int = 0
+    strategy: str = "mirrored"
+    shard_policy: str = "data"  # tf.data auto-shard policy across workers, stated rather than guessed
+    monitor: str = "val_accuracy"  # best checkpoint and early stopping watch this
+    early_stopping_patience: int = 0  # 0 = no early stopping
+    backup: bool | None = None  # BackupAndRestore; None = on for multi_worker / parameter_server
+    tensorboard: bool = True
+    num_ps: int = 1  # parameter servers started by --local-workers for parameter_server
+    image: str = "deploykit:latest"  # container image named in the emitted TFJob manifests
+
+    @property
+    def backup_enabled(self) -> bool:
+        if self.backup is None:
+            return self.strategy in ("multi_worker", "parameter_server")
+        return self.backup
+
+    @property
+    def distributed(self) -> bool:
+        return self.strategy in ("multi_worker", "parameter_server")
+
+    def to_json(self) -> dict:
+        return json.loads(json.dumps(asdict(self)))
+
+
+_FIELDS = {f.name for f in fields(TrainConfig)}
+
+
+def _read(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise BadInputError(f"{path}: config file not found")
+    text = path.read_text(encoding="utf-8")
+    if path.suffix in (".yaml", ".yml"):
+        import yaml
+
+        try:
+            data = yaml.safe_load(text) or {}
+        except yaml.YAMLError as exc:
+            raise BadInputError(f"{path}: not valid YAML ({exc})") from None
+    elif path.suffix == ".json":
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise BadInputError(f"{path}: not valid JSON ({exc})") from None
+    else:
+        try:
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise BadInputError(f"{path}: not valid TOML ({exc})") from None
+    if not isinstance(data, Mapping):
+        raise BadInputError(f"{path}: expected a table of settings")
+    train = data.get("train", data)
+    if not isinstance(train, Mapping):
+        raise BadInputError(f"{path}: train: expected a table of settings")
+    return dict(train)
+
+
+def load_train_config(path: str | Path | None = None, **overrides: Any) -> TrainConfig:
+    """Defaults < file < overrides (None means "not given"). Relative paths resolve against the file."""
+    settings: dict[str, Any] = {}
+    base = Path.cwd()
+    if path is not None:
+        p = Path(path)
+        settings = _read(p)
+        base = p.resolve().parent
+    settings.update({k: v for k, v in overrides.items() if v is not None})
+    return make_train_config(settings, base=base)
+
+
+def make_train_config(settings: Mapping[str, Any], base: Path | None = None) -> TrainConfig:
+    unknown = set(settings) - _FIELDS
+    if unknown:
+        raise BadInputError(f"unknown train setting(s): {', '.join(sorted(unknown))}")
+    merged = dict(settings)
+    if isinstance(merged.get("metrics"), str):
+        merged["metrics"] = tuple(s.strip() for s in merged["metrics"].split(",") if s.strip())
+    elif merged.get("metrics") is not None:
+        merged["metrics"] = tuple(merged["metrics"])
+    ds = merged.get("dataset")
+    if isinstance(ds, str) and not _ENTRY.match(ds) and base is not None:
+        merged["dataset"] = str((base / ds).resolve()) if not Path(ds).is_absolute() else ds
+    _check_types(merged)
+    cfg = TrainConfig(**merged)
+    _check(cfg)
+    return cfg
+
+
+def _check_types(merged: Mapping[str, Any]) -> None:
+    want = {
+        "epochs": int, "batch_size": int, "seed": int, "early_stopping_patience": int, "num_ps": int,
+        "steps_per_epoch": (int, type(None)), "validation_steps": (int, type(None)),
+        "learning_rate": (int, float), "validation_split": (int, float),
+        "loss": str, "optimizer": str, "strategy": str, "shard_policy": str, "monitor": str, "image": str,
+        "model": (str, type(None)), "dataset": (str, type(None)),
+        "backup": (bool, type(None)), "tensorboard": bool,
+    }
+    for name, kind in want.items():
+        if name in merged:
+            value = merged[name]
+            bad_bool = isinstance(value, bool) and kind in (int, (int, float), (int, type(None)))
+            if bad_bool or not isinstance(value, kind):
+                raise BadInputError(f"{name}: expected {_kind_name(kind)}, got {value!r}")
+    if "metrics" in merged and not all(isinstance(m, str) for m in merged["metrics"]):
+        raise BadInputError(f"metrics: expected a list of metric names, got {merged['metrics']!r}")
+
+
+def _kind_name(kind) -> str:
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    return " or ".join("none" if k is type(None) else k.__name__ for k in kinds)
+
+
+def _check(cfg: TrainConfig) -> None:
+    if cfg.strategy not in STRATEGIES:
+        raise BadInputError(f"strategy: unknown strategy {cfg.strategy!r} (choose from {', '.join(STRATEGIES)})")
+    if cfg.shard_policy not in SHARD_POLICIES:
+        raise BadInputError(f"shard_policy: unknown policy {cfg.shard_policy!r} (choose from {', '.join(SHARD_POLICIES)})")
+    if cfg.optimizer.lower() not in OPTIMIZERS:
+        raise BadInputError(f"optimizer: unknown optimizer {cfg.optimizer!r} (choose from {', '.join(OPTIMIZERS)})")
+    if cfg.model is not None and not _ENTRY.match(cfg.model):
+        raise BadInputError(f"model: expected module:function, got {cfg.model!r}")
+    if cfg.dataset is not None and not _ENTRY.match(cfg.dataset):
+        if not cfg.dataset.endswith(".npz"):
+            raise BadInputError(f"dataset: expected FILE.npz or module:function, got {cfg.dataset!r}")
+        if not Path(cfg.dataset).is_file():
+            raise BadInputError(f"dataset: file not found: {cfg.dataset}")
+    if cfg.epochs < 1:
+        raise BadInputError("epochs: must be at least 1")
+    if cfg.batch_size < 1:
+        raise BadInputError("batch_size: must be at least 1")
+    if cfg.steps_per_epoch is not None and cfg.steps_per_epoch < 1:
+        raise BadInputError("steps_per_epoch: must be at least 1")
+    if cfg.learning_rate <= 0:
+        raise BadInputError("learning_rate: must be positive")
+    if not 0 < cfg.validation_split < 1:
+        raise BadInputError("validation_split: must be between 0 and 1")
+    if cfg.num_ps < 1:
+        raise BadInputError("num_ps: must be at least 1")
+    if cfg.early_stopping_patience < 0:
+        raise BadInputError("early_stopping_patience: must be >= 0")

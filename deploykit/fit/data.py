@@ -1,0 +1,118 @@
+"""Datasets for the fit stage: the bundled digits, an `.npz` file, or a user's `module:function`.
+
+Each returns (train, valid, info) where train/valid are batched `tf.data.Dataset`s of (inputs, labels)
+at the *global* batch size (the strategy splits them per replica), carrying the configured auto-shard
+policy. `check_spec` compares the dataset's element spec with the model inputs before training.
+"""
+from __future__ import annotations
+
+import importlib
+import math
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import BadInputError
+from ..tfenv import tensorflow
+from .config import TrainConfig
+from .strategy import shard_options
+
+
+def resolve(entry: str, field: str):
+    """Import `module:function`; errors name the config field."""
+    module_name, _, func = entry.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise BadInputError(f"{field}: cannot import {module_name!r} ({exc})") from None
+    fn = getattr(module, func, None)
+    if not callable(fn):
+        raise BadInputError(f"{field}: {module_name!r} has no function {func!r}")
+    return fn
+
+
+def _arrays(cfg: TrainConfig):
+    if cfg.dataset is None:
+        from ..example import digits
+
+        return digits(cfg.seed)
+    path = Path(cfg.dataset)
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            arrays = {k: npz[k] for k in npz.files}
+    except Exception as exc:  # zip / format errors
+        raise BadInputError(f"dataset: cannot read {path} ({exc})") from None
+    if "x" not in arrays or "y" not in arrays:
+        raise BadInputError(f"dataset: {path} must hold arrays 'x' and 'y' (has {', '.join(sorted(arrays)) or 'none'})")
+    x, y = arrays["x"], arrays["y"]
+    if len(x) != len(y):
+        raise BadInputError(f"dataset: {path}: x has {len(x)} rows but y has {len(y)}")
+    if "x_valid" in arrays and "y_valid" in arrays:
+        return x, y, arrays["x_valid"], arrays["y_valid"]
+    order = np.random.default_rng(cfg.seed).permutation(len(x))
+    x, y = x[order], y[order]
+    cut = int(len(x) * (1 - cfg.validation_split))
+    if cut < 1 or cut >= len(x):
+        raise BadInputError(f"dataset: {path}: too few rows ({len(x)}) to split off a validation set")
+    return x[:cut], y[:cut], x[cut:], y[cut:]
+
+
+def make_datasets(cfg: TrainConfig, input_name: str | None = None):
+    """(train, valid, info); info has steps_per_epoch (None if unknown) and the number of train rows."""
+    tf = tensorflow()
+    options = shard_options(cfg.shard_policy)
+    if cfg.dataset is not None and ":" in cfg.dataset and not cfg.dataset.endswith(".npz"):
+        fn = resolve(cfg.dataset, "dataset")
+        try:
+            result = fn()
+        except BadInputError:
+            raise
+        except Exception as exc:
+            raise BadInputError(f"dataset: {cfg.dataset} raised {type(exc).__name__}: {exc}") from None
+        if not (isinstance(result, tuple) and len(result) == 2
+                and all(isinstance(d, tf.data.Dataset) for d in result)):
+            raise BadInputError(f"dataset: {cfg.dataset} must return (train, valid) tf.data.Datasets")
+        train, valid = result
+        return train.with_options(options), valid.with_options(options), {"steps_per_epoch": cfg.steps_per_epoch, "rows": None}
+    x_train, y_train, x_valid, y_valid = _arrays(cfg)
+    if cfg.dataset is None:
+        from ..example import INPUT_NAME
+
+        input_name = INPUT_NAME
+    feats_train = {input_name: x_train} if input_name else x_train
+    feats_valid = {input_name: x_valid} if input_name else x_valid
+    steps = cfg.steps_per_epoch or max(1, len(x_train) // cfg.batch_size)
+    train = (tf.data.Dataset.from_tensor_slices((feats_train, y_train))
+             .shuffle(len(x_train), seed=cfg.seed, reshuffle_each_iteration=True)
+             .repeat()  # fixed steps per epoch: every worker runs the same number of steps
+             .batch(cfg.batch_size, drop_remainder=True)
+             .prefetch(2).with_options(options))
+    valid = (tf.data.Dataset.from_tensor_slices((feats_valid, y_valid))
+             .batch(cfg.batch_size).with_options(options))
+    return train, valid, {"steps_per_epoch": steps, "rows": int(len(x_train)),
+                          "validation_steps": cfg.validation_steps or math.ceil(len(x_valid) / cfg.batch_size)}
+
+
+def check_spec(model, dataset) -> None:
+    """Fail with the field named if the dataset's features do not fit the model's inputs."""
+    spec = dataset.element_spec
+    if not (isinstance(spec, tuple) and len(spec) >= 2):
+        raise BadInputError(f"dataset: elements must be (inputs, labels) pairs, got {spec}")
+    features = spec[0]
+    names = list(model.input_names)
+    if isinstance(features, dict):
+        missing = [n for n in names if n not in features]
+        if missing:
+            raise BadInputError(f"dataset: features {sorted(features)} lack model input(s) {missing}")
+        pairs = [(n, features[n], model.inputs[i]) for i, n in enumerate(names)]
+    else:
+        if len(names) != 1:
+            raise BadInputError(f"dataset: the model has {len(names)} inputs {names}; give the features as a dict by name")
+        pairs = [(names[0], features, model.inputs[0])]
+    for name, feat, inp in pairs:
+        want = tuple(inp.shape[1:])
+        got = tuple(feat.shape[1:]) if feat.shape.rank is not None else None
+        if got is None or len(got) != len(want) or any(w is not None and g is not None and w != g for w, g in zip(want, got)):
+            raise BadInputError(f"dataset: input {name!r} has shape {tuple(feat.shape)} but the model expects (batch,) + {want}")
+        if feat.dtype.is_floating != inp.dtype.is_floating:
+            raise BadInputError(f"dataset: input {name!r} has dtype {feat.dtype.name} but the model expects {inp.dtype.name}")

@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Install (if needed) and run every test, slow ones included. Extra arguments go to pytest,
 # e.g. `bash scripts/test.sh -m "not slow"` for the quick loop.
+# Installs what the tests need: the pinned Python stack (.venv), Node.js + npm and Chromium for the
+# js target, and the services the docker tests use (started on loopback only).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
+bash scripts/setup-js.sh
 exec .venv/bin/python -m pytest "$@"

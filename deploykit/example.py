@@ -1,4 +1,5 @@
-"""The bundled example: a small CNN trained for a few seconds on scikit-learn's digits data.
+"""The bundled example: a small CNN and scikit-learn's digits data. The fit stage trains it
+(`deploykit.fit`, mirrored strategy on CPU) when `deploykit build` runs without --model.
 
 The digits set (1,797 8x8 images) ships inside scikit-learn, so nothing is downloaded.
 """
@@ -38,14 +39,3 @@ def build_model():
     outputs = keras.layers.Dense(10, activation="softmax", name=OUTPUT_NAME)(h)
     return keras.Model(inputs, outputs, name="digits_cnn")
 
-
-def train(epochs: int = 12, seed: int = 0):
-    """Return (model, validation inputs by name, validation labels, validation accuracy)."""
-    keras = tf_keras()
-    keras.utils.set_random_seed(seed)
-    x_train, y_train, x_valid, y_valid = digits(seed)
-    model = build_model()
-    model.compile(optimizer=keras.optimizers.Adam(2e-3), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-    model.fit(x_train, y_train, epochs=epochs, batch_size=32, verbose=0)
-    _, accuracy = model.evaluate(x_valid, y_valid, verbose=0)
-    return model, {INPUT_NAME: x_valid}, y_valid, float(accuracy)

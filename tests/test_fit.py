@@ -30,7 +30,7 @@ def _env() -> dict:
 
 
 def _train_cli(*args: str, timeout: float = 240) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "deploykit.fit.command", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "deploykit", "train", *args], capture_output=True, text=True,
                           timeout=timeout, env=_env(), stdin=subprocess.DEVNULL, cwd=ROOT)
 
 
@@ -265,3 +265,49 @@ def test_parameter_server_one_chief_one_ps_two_workers(tmp_path):
     assert m["final_validation"]["accuracy"] > 0.5
     assert {p.name for p in (tmp_path / "run" / "logs").glob("*.log")} == {"chief.log", "ps-0.log", "worker-0.log", "worker-1.log"}
     assert m["artifacts"]["signature"]["inputs"] == {"pixels": {"dtype": "float32", "shape": [None, 8, 8, 1]}}
+
+
+# ---------------------------------------------------------------- the fit stage feeding a build
+
+@pytest.mark.slow
+def test_build_with_train_config_trains_then_builds(tmp_path):
+    """`deploykit build --train-config`: the trained model is built, its validation rows are the
+    parity data, and the run's metrics and model ship in the output and the manifest."""
+    import numpy as np
+
+    import deploykit
+    from deploykit.example import digits
+
+    x, y, _, _ = digits(2)
+    np.savez(tmp_path / "digits.npz", x=x, y=y)
+    cfg = _toml(tmp_path / "t.toml", {"dataset": "digits.npz", "strategy": "one_device", "epochs": 2,
+                                      "batch_size": 32, "tensorboard": False})
+    out = tmp_path / "out"
+    doc = deploykit.build(train_config=str(cfg), targets=("tflite",), quantize=("float32",), out=str(out),
+                          latency={"enabled": False})
+    assert doc["passed"] and doc["source"]["kind"] == "training" and doc["source"]["optimizable"]
+    assert doc["data"]["origin"] == "training" and doc["data"]["parity_rows"] == len(x) - int(len(x) * 0.8)
+    t = doc["training"]
+    assert t["strategy"] == "one_device" and t["epochs_completed"] == 2 and "accuracy" in t["final_validation"]
+    assert json.loads((out / "training" / "metrics.json").read_text())["epochs_completed"] == 2
+    assert (out / "training" / "model.keras").is_file()
+
+
+def test_build_refuses_model_and_train_config_together(tmp_path):
+    from deploykit.errors import BadInputError as Bad
+    import deploykit
+
+    with pytest.raises(Bad, match="--model and --train-config"):
+        deploykit.build(model="x.keras", train_config="t.toml", out=str(tmp_path / "o"))
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.slow
+def test_build_with_a_multi_process_strategy_points_to_deploykit_train(tmp_path):
+    cfg = _toml(tmp_path / "t.toml", {"strategy": "multi_worker", "epochs": 1})
+    r = subprocess.run([sys.executable, "-m", "deploykit", "build", "--train-config", str(cfg), "--out",
+                        str(tmp_path / "o"), "--json"], capture_output=True, text=True, env=_env(), timeout=300,
+                       stdin=subprocess.DEVNULL)
+    assert r.returncode == 2, r.stderr[-2000:]
+    assert "--local-workers" in json.loads(r.stdout)["error"]["message"]
+    assert not (tmp_path / "o").exists()

@@ -50,7 +50,3 @@ def train(config_file, out, local_workers, max_restarts, strategy, epochs, emit_
         final = " ".join(f"{k}={v:.4f}" for k, v in result.get("final_validation", {}).items())
         click.echo(f"trained {result.get('epochs_completed')} epoch(s), {result.get('strategy')} x{result.get('replicas')}: "
                    f"{final}; {result.get('examples_per_sec')} examples/s -> {out}")
-
-
-if __name__ == "__main__":  # `python -m deploykit.fit.command ...` until the main CLI registers `train`
-    train(prog_name="deploykit train")

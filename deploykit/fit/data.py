@@ -116,3 +116,22 @@ def check_spec(model, dataset) -> None:
             raise BadInputError(f"dataset: input {name!r} has shape {tuple(feat.shape)} but the model expects (batch,) + {want}")
         if feat.dtype.is_floating != inp.dtype.is_floating:
             raise BadInputError(f"dataset: input {name!r} has dtype {feat.dtype.name} but the model expects {inp.dtype.name}")
+
+
+def validation_inputs(cfg: TrainConfig, model, rows: int) -> dict[str, np.ndarray]:
+    """Up to `rows` validation feature rows by model input name: the parity data of a build that
+    starts from a training run (the model is checked on data it was not trained on)."""
+    names = list(model.input_names)
+    _, valid, _ = make_datasets(cfg, names[0] if len(names) == 1 else None)
+    chunks: dict[str, list[np.ndarray]] = {n: [] for n in names}
+    taken = 0
+    for features, _labels in valid:
+        feats = features if isinstance(features, dict) else {names[0]: features}
+        for n in names:
+            chunks[n].append(np.asarray(feats[n]))
+        taken += len(chunks[names[0]][-1])
+        if taken >= rows:
+            break
+    if not taken:
+        raise BadInputError(f"dataset: {cfg.dataset or 'example'} has no validation rows to check the artifacts on")
+    return {n: np.concatenate(parts)[:rows] for n, parts in chunks.items()}

@@ -111,6 +111,12 @@ def _callbacks(cfg: TrainConfig, out: Path, role: Role, reporter: Reporter, vali
 
 def run(cfg: TrainConfig, out: str | Path, reporter: Reporter | None = None) -> dict | None:
     """Train this process's part of the job. Returns the run metrics on the chief, None elsewhere."""
+    return train_model(cfg, out, reporter)[1]
+
+
+def train_model(cfg: TrainConfig, out: str | Path, reporter: Reporter | None = None):
+    """Train this process's part of the job: (the exported model, run metrics) on the chief,
+    (None, None) elsewhere. The model is the plain (strategy-free) copy that was exported."""
     reporter = reporter or Reporter()
     started = time.perf_counter()
     keras = tf_keras()
@@ -118,7 +124,7 @@ def run(cfg: TrainConfig, out: str | Path, reporter: Reporter | None = None) -> 
     if cfg.strategy == "parameter_server" and role.task_type in ("ps", "worker"):
         reporter.info(f"serving as {role.task_type} {role.task_index} of a parameter_server job")
         run_server()
-        return None
+        return None, None
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     strategy = make_strategy(cfg.strategy)  # first: multi-worker collectives must start before other ops
@@ -158,7 +164,7 @@ def run(cfg: TrainConfig, out: str | Path, reporter: Reporter | None = None) -> 
         final = {k: float(v) for k, v in plain.evaluate(valid_ds, verbose=0, return_dict=True).items()}
     if not role.is_chief:
         reporter.info("worker done")
-        return None
+        return None, None
     artifacts = export(plain, out)
     epochs_run = len(epoch_log.epoch_times)
     history = [json.loads(line) for line in (out / "history.jsonl").read_text().splitlines() if line.strip()]
@@ -191,7 +197,7 @@ def run(cfg: TrainConfig, out: str | Path, reporter: Reporter | None = None) -> 
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     reporter.info(f"trained {len(history)} epoch(s) in {fit_seconds:.1f} s; "
                   + " ".join(f"{k}={v:.4f}" for k, v in final.items()))
-    return metrics
+    return plain, metrics
 
 
 def _plain_copy(cfg: TrainConfig, model):

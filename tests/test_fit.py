@@ -311,3 +311,56 @@ def test_build_with_a_multi_process_strategy_points_to_deploykit_train(tmp_path)
     assert r.returncode == 2, r.stderr[-2000:]
     assert "--local-workers" in json.loads(r.stdout)["error"]["message"]
     assert not (tmp_path / "o").exists()
+
+
+def _digits_tfrecords(folder: Path, files: int = 2) -> str:
+    """The digits as serialized tf.Examples in `files` TFRecord files; returns their glob."""
+    import numpy as np
+
+    from deploykit.example import digits
+    from deploykit.tfenv import tensorflow
+
+    tf = tensorflow()
+    x, y, _, _ = digits(3)
+    for f in range(files):
+        with tf.io.TFRecordWriter(str(folder / f"digits-{f}.tfrecord")) as writer:
+            for i in range(f, len(x), files):
+                example = tf.train.Example(features=tf.train.Features(feature={
+                    "pixels": tf.train.Feature(float_list=tf.train.FloatList(value=x[i].reshape(-1))),
+                    "label": tf.train.Feature(int64_list=tf.train.Int64List(value=[int(y[i])])),
+                }))
+                writer.write(example.SerializeToString())
+    return str(folder / "digits-*.tfrecord")
+
+
+TFRECORD_FEATURES = {"pixels": {"shape": [8, 8, 1], "dtype": "float32"}, "label": {"shape": [], "dtype": "int64"}}
+
+
+@pytest.mark.slow
+def test_tfrecord_files_with_a_feature_spec(tmp_path):
+    from deploykit.fit import train
+    from deploykit.fit.config import make_train_config
+
+    pattern = _digits_tfrecords(tmp_path)
+    cfg = make_train_config({"dataset": pattern, "features": TFRECORD_FEATURES, "strategy": "one_device",
+                             "epochs": 3, "batch_size": 32, "tensorboard": False, "shard_policy": "file"})
+    m = train(cfg, out=tmp_path / "run")
+    rows = len(range(0, 1437)) - len(range(0, 1437, 5))  # every 5th record (validation_split 0.2) held out
+    assert m["steps_per_epoch"] == rows // 32 and m["epochs_completed"] == 3
+    assert m["final_validation"]["accuracy"] > 0.8
+
+
+@pytest.mark.parametrize("settings, field", [
+    ({"features": None}, "features"),
+    ({"features": {**TFRECORD_FEATURES, "pixels": {"shape": [8, 8, 1], "dtype": "float64"}}}, "features.pixels.dtype"),
+    ({"features": {**TFRECORD_FEATURES, "pixels": {"shape": [8, -1], "dtype": "float32"}}}, "features.pixels.shape"),
+    ({"label": "target"}, "label"),
+    ({"dataset": "nothing-*.tfrecord"}, "dataset"),
+])
+def test_bad_tfrecord_settings_name_the_field(tmp_path, settings, field):
+    from deploykit.fit.config import make_train_config
+
+    (tmp_path / "a.tfrecord").write_bytes(b"")
+    base = {"dataset": str(tmp_path / "*.tfrecord"), "features": TFRECORD_FEATURES}
+    with pytest.raises(BadInputError, match=rf"^{field}:"):
+        make_train_config({**base, **settings}, base=tmp_path)

@@ -25,7 +25,10 @@ _ENTRY = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
 @dataclass(frozen=True)
 class TrainConfig:
     model: str | None = None  # module:function returning a tf_keras model; None = the bundled example
-    dataset: str | None = None  # FILE.npz (x, y[, x_valid, y_valid]) or module:function -> (train, valid)
+    dataset: str | None = None  # FILE.npz (x, y[, x_valid, y_valid]), TFRecord files (glob), or module:function
+    valid_dataset: str | None = None  # TFRecord files (glob) for validation; None: every k-th record of `dataset`
+    features: Mapping[str, Mapping[str, Any]] | None = None  # TFRecord feature spec: name -> {shape, dtype}
+    label: str = "label"  # the TFRecord feature that is the label
     loss: str = "sparse_categorical_crossentropy"
     optimizer: str = "adam"
     learning_rate: float = 2e-3
@@ -112,9 +115,10 @@ def make_train_config(settings: Mapping[str, Any], base: Path | None = None) -> 
         merged["metrics"] = tuple(s.strip() for s in merged["metrics"].split(",") if s.strip())
     elif merged.get("metrics") is not None:
         merged["metrics"] = tuple(merged["metrics"])
-    ds = merged.get("dataset")
-    if isinstance(ds, str) and not _ENTRY.match(ds) and base is not None:
-        merged["dataset"] = str((base / ds).resolve()) if not Path(ds).is_absolute() else ds
+    for key in ("dataset", "valid_dataset"):
+        ds = merged.get(key)
+        if isinstance(ds, str) and not _ENTRY.match(ds) and base is not None:
+            merged[key] = str((base / ds).resolve()) if not Path(ds).is_absolute() else ds
     _check_types(merged)
     cfg = TrainConfig(**merged)
     _check(cfg)
@@ -127,7 +131,8 @@ def _check_types(merged: Mapping[str, Any]) -> None:
         "steps_per_epoch": (int, type(None)), "validation_steps": (int, type(None)),
         "learning_rate": (int, float), "validation_split": (int, float),
         "loss": str, "optimizer": str, "strategy": str, "shard_policy": str, "monitor": str, "image": str,
-        "model": (str, type(None)), "dataset": (str, type(None)),
+        "model": (str, type(None)), "dataset": (str, type(None)), "valid_dataset": (str, type(None)),
+        "features": (Mapping, type(None)), "label": str,
         "backup": (bool, type(None)), "tensorboard": bool,
     }
     for name, kind in want.items():
@@ -155,9 +160,11 @@ def _check(cfg: TrainConfig) -> None:
     if cfg.model is not None and not _ENTRY.match(cfg.model):
         raise BadInputError(f"model: expected module:function, got {cfg.model!r}")
     if cfg.dataset is not None and not _ENTRY.match(cfg.dataset):
-        if not cfg.dataset.endswith(".npz"):
-            raise BadInputError(f"dataset: expected FILE.npz or module:function, got {cfg.dataset!r}")
-        if not Path(cfg.dataset).is_file():
+        if is_tfrecord(cfg.dataset):
+            _check_tfrecord(cfg)
+        elif not cfg.dataset.endswith(".npz"):
+            raise BadInputError(f"dataset: expected FILE.npz, TFRecord files (*.tfrecord) or module:function, got {cfg.dataset!r}")
+        elif not Path(cfg.dataset).is_file():
             raise BadInputError(f"dataset: file not found: {cfg.dataset}")
     if cfg.epochs < 1:
         raise BadInputError("epochs: must be at least 1")
@@ -173,3 +180,34 @@ def _check(cfg: TrainConfig) -> None:
         raise BadInputError("num_ps: must be at least 1")
     if cfg.early_stopping_patience < 0:
         raise BadInputError("early_stopping_patience: must be >= 0")
+
+
+TFRECORD_DTYPES = ("float32", "int64", "string")
+
+
+def is_tfrecord(dataset: str | None) -> bool:
+    return bool(dataset) and ".tfrecord" in Path(dataset).name
+
+
+def _check_tfrecord(cfg: TrainConfig) -> None:
+    """TFRecord files need a feature spec naming each feature's shape and dtype, and the label."""
+    import glob
+
+    for key in ("dataset", "valid_dataset"):
+        pattern = getattr(cfg, key)
+        if pattern is not None and not glob.glob(pattern):
+            raise BadInputError(f"{key}: no TFRecord files match {pattern}")
+    if not cfg.features:
+        raise BadInputError("features: TFRecord datasets need a feature spec (name = {shape = [...], dtype = ...})")
+    for name, spec in cfg.features.items():
+        if not isinstance(spec, Mapping) or set(spec) - {"shape", "dtype"} or "dtype" not in spec:
+            raise BadInputError(f"features.{name}: expected {{shape = [...], dtype = ...}}, got {spec!r}")
+        if spec["dtype"] not in TFRECORD_DTYPES:
+            raise BadInputError(f"features.{name}.dtype: expected one of {', '.join(TFRECORD_DTYPES)}, got {spec['dtype']!r}")
+        shape = spec.get("shape", [])
+        if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in shape):
+            raise BadInputError(f"features.{name}.shape: expected a list of positive whole numbers, got {shape!r}")
+    if cfg.label not in cfg.features:
+        raise BadInputError(f"label: {cfg.label!r} is not one of the features ({', '.join(cfg.features)})")
+    if len(cfg.features) < 2:
+        raise BadInputError("features: besides the label, at least one input feature is needed")

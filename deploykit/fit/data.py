@@ -14,7 +14,7 @@ import numpy as np
 
 from ..errors import BadInputError
 from ..tfenv import tensorflow
-from .config import TrainConfig
+from .config import TrainConfig, is_tfrecord
 from .strategy import shard_options
 
 
@@ -74,6 +74,8 @@ def make_datasets(cfg: TrainConfig, input_name: str | None = None):
             raise BadInputError(f"dataset: {cfg.dataset} must return (train, valid) tf.data.Datasets")
         train, valid = result
         return train.with_options(options), valid.with_options(options), {"steps_per_epoch": cfg.steps_per_epoch, "rows": None}
+    if is_tfrecord(cfg.dataset):
+        return _tfrecord_datasets(cfg, options)
     x_train, y_train, x_valid, y_valid = _arrays(cfg)
     if cfg.dataset is None:
         from ..example import INPUT_NAME
@@ -91,6 +93,46 @@ def make_datasets(cfg: TrainConfig, input_name: str | None = None):
              .batch(cfg.batch_size).with_options(options))
     return train, valid, {"steps_per_epoch": steps, "rows": int(len(x_train)),
                           "validation_steps": cfg.validation_steps or math.ceil(len(x_valid) / cfg.batch_size)}
+
+
+def feature_spec(cfg: TrainConfig) -> dict:
+    """{name: tf.io.FixedLenFeature} from the config's `features` table (the label included)."""
+    tf = tensorflow()
+    return {name: tf.io.FixedLenFeature(list(f.get("shape", [])), tf.dtypes.as_dtype(f["dtype"]))
+            for name, f in cfg.features.items()}
+
+
+def _tfrecord_datasets(cfg: TrainConfig, options):
+    """Serialized tf.Examples from TFRecord files, parsed with the configured feature spec.
+    Without `valid_dataset`, every k-th record (k = 1 / validation_split) is held out."""
+    import glob
+
+    tf = tensorflow()
+    spec = feature_spec(cfg)
+
+    def parse(serialized):
+        features = tf.io.parse_example(serialized, spec)
+        return features, features.pop(cfg.label)
+
+    def records(pattern):  # a file list, so the FILE shard policy can split whole files per worker
+        return tf.data.TFRecordDataset(sorted(glob.glob(pattern)))
+
+    train_raw = records(cfg.dataset)
+    if cfg.valid_dataset:
+        valid_raw = records(cfg.valid_dataset)
+    else:
+        k = max(2, round(1 / cfg.validation_split))
+        valid_raw = train_raw.enumerate().filter(lambda i, _: i % k == 0).map(lambda _, x: x)
+        train_raw = train_raw.enumerate().filter(lambda i, _: i % k != 0).map(lambda _, x: x)
+    rows = None
+    steps = cfg.steps_per_epoch
+    if steps is None:  # one counting pass: an epoch is one pass over the training records
+        rows = int(train_raw.reduce(np.int64(0), lambda n, _: n + 1).numpy())
+        steps = max(1, rows // cfg.batch_size)
+    train = (train_raw.shuffle(4096, seed=cfg.seed, reshuffle_each_iteration=True).repeat()
+             .batch(cfg.batch_size, drop_remainder=True).map(parse).prefetch(2).with_options(options))
+    valid = valid_raw.batch(cfg.batch_size).map(parse).with_options(options)
+    return train, valid, {"steps_per_epoch": steps, "rows": rows, "validation_steps": cfg.validation_steps}
 
 
 def check_spec(model, dataset) -> None:

@@ -2,7 +2,7 @@
 multi_worker as 1 and 2 local worker processes on 127.0.0.1.
 
 Every configuration runs the same job (global batch, steps per epoch, epochs, seed) through the real
-command (`python -m deploykit.fit.command ... --json`), one configuration at a time, each in fresh
+command (`python -m deploykit train ... --json`), one configuration at a time, each in fresh
 processes. Prints a table and writes benchmarks/results/fit_throughput.json.
 
     python benchmarks/fit_throughput.py [--epochs 4] [--steps 60] [--batch-size 64] [--repeats 1]
@@ -40,7 +40,7 @@ def run_one(name: str, spec: dict, args, workdir: Path) -> dict:
     cfg = workdir / f"{out.name}.toml"
     cfg.write_text(f'[train]\nstrategy = "{spec["strategy"]}"\nepochs = {args.epochs}\nsteps_per_epoch = {args.steps}\n'
                    f'batch_size = {args.batch_size}\nseed = 0\ntensorboard = false\n')
-    cmd = [sys.executable, "-m", "deploykit.fit.command", "--config", str(cfg), "--out", str(out), "--json", "--quiet"]
+    cmd = [sys.executable, "-m", "deploykit", "train", "--config", str(cfg), "--out", str(out), "--json", "--quiet"]
     if spec["local_workers"]:
         cmd += ["--local-workers", str(spec["local_workers"])]
     start = time.perf_counter()

@@ -33,4 +33,16 @@ def summarize(timings_ms: Sequence[float], facts: Mapping) -> dict:
         "process_threads": facts.get("process_threads"),
         "runtime": facts.get("runtime"),
         "runtime_version": facts.get("runtime_version"),
+        "histogram": histogram(t),
     }
+
+
+def histogram(t: np.ndarray, bins: int = 24) -> dict:
+    """A compact distribution of per-call times for the report: log-spaced bins from min to max."""
+    lo, hi = float(t.min()), float(t.max())
+    if hi <= lo or lo <= 0:
+        edges = np.array([lo, hi if hi > lo else lo + 1e-6])
+    else:
+        edges = np.geomspace(lo, hi, bins + 1)
+    counts, edges = np.histogram(t, bins=edges)
+    return {"edges_ms": [round(float(e), 6) for e in edges], "counts": [int(c) for c in counts]}

@@ -39,6 +39,12 @@ class UnsupportedOpsError(BadInputError):
     code = "unsupported_ops"
 
 
+class OutputUnwritableError(BadInputError):
+    """The output folder cannot be written: read-only file system, full disk, quota."""
+
+    code = "output_unwritable"
+
+
 class BudgetError(DeployKitError):
     """An artifact was built but is not faithful (parity) or breaks a latency or size budget."""
 
@@ -64,6 +70,13 @@ class SecurityError(DeployKitError):
     code = "refused_by_policy"
 
 
+class PublishConflictError(DeployKitError):
+    """The publish destination already holds this version with different content."""
+
+    exit_code = 6
+    code = "publish_conflict"
+
+
 class LockedError(DeployKitError):
     """Another build holds the output folder's lock."""
 
@@ -78,5 +91,6 @@ EXIT_CODES = {
     3: "an artifact failed its parity, latency or size budget",
     4: "a required runtime or service is missing",
     5: "refused by the security policy",
+    6: "publish: this version is already published with other content (--force)",
     75: "the output folder is locked by another build",
 }

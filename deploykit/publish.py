@@ -1,0 +1,341 @@
+"""`deploykit publish OUT --to DEST`: ship only what was proven, and prove it arrived intact.
+
+DEST is a folder, or an OCI registry reference:
+  - `DIR`: the whole build (artifacts, manifest, report, validation data) plus `SHA256SUMS`,
+    staged beside DIR and renamed into place; `deploykit validate DIR` works on the copy.
+  - `oci://HOST[:PORT]/REPO:TAG` (HTTPS) or `oci+http://HOST[:PORT]/REPO:TAG` (plain HTTP, local
+    registries): each TFLite / TF.js artifact becomes an OCI artifact tagged `TAG-TARGET-VARIANT`
+    (pushed with the `oras` client, annotations carrying the manifest's key facts); `TAG` holds
+    manifest.json, SHA256SUMS and the report; the serving image is pushed by digest as
+    `TAG-serving` with the `docker` package.
+After upload everything is pulled back and every checksum verified. A version already published
+with different content is refused (exit 6) unless `force`. No TensorFlow here.
+Credentials: DEPLOYKIT_REGISTRY_USERNAME / DEPLOYKIT_REGISTRY_PASSWORD (basic auth).
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import manifest as manifest_mod
+from .errors import BadInputError, BudgetError, MissingRuntimeError, PublishConflictError
+from .sniff import file_sha256, tree_sha256
+
+ENV_USER, ENV_PASSWORD = "DEPLOYKIT_REGISTRY_USERNAME", "DEPLOYKIT_REGISTRY_PASSWORD"
+ANNOTATION = "io.deploykit"
+SUMS = "SHA256SUMS"
+MEDIA_TYPES = {"tflite": "application/vnd.deploykit.tflite.v1"}  # bundles (folders) go as tar+gzip
+_REF = re.compile(r"^(?P<scheme>oci|oci\+http)://(?P<host>[^/]+)/(?P<repo>[a-z0-9]+(?:[._/-][a-z0-9]+)*):(?P<tag>[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})$")
+
+
+@dataclass(frozen=True)
+class OciRef:
+    scheme: str
+    host: str
+    repo: str
+    tag: str
+
+    @property
+    def insecure(self) -> bool:
+        return self.scheme == "oci+http"
+
+    def at(self, tag: str) -> str:
+        return f"{self.host}/{self.repo}:{tag}"
+
+
+def parse_dest(dest: str) -> OciRef | Path:
+    if "://" not in dest:
+        return Path(dest)
+    m = _REF.match(dest)
+    if not m:
+        raise BadInputError(f"--to {dest}: expected a folder, oci://HOST[:PORT]/REPO:TAG or oci+http://HOST[:PORT]/REPO:TAG "
+                            "(lowercase repository, tag of letters, digits, '_', '.', '-')")
+    return OciRef(**m.groupdict())
+
+
+def publish(out: str | Path, dest: str, *, force: bool = False) -> dict:
+    """Publish a build; returns what was published and verified."""
+    root = Path(out)
+    doc = manifest_mod.read(root)
+    problems = manifest_mod.verify_files(root, doc)
+    if problems:
+        raise BadInputError(f"{root}: files changed since the build, refusing to publish: {problems[0]}"
+                            + (f" (+{len(problems) - 1} more)" if len(problems) > 1 else ""), details={"problems": problems})
+    unproven = [f"{a['target']}/{a['variant']}" for a in doc["artifacts"] if not a["passed"]]
+    if unproven:
+        raise BudgetError(f"{root}: refusing to publish: validation did not pass for {', '.join(unproven)}",
+                          details={"unproven": unproven})
+    target = parse_dest(dest)
+    if isinstance(target, Path):
+        return to_folder(root, doc, target, force=force)
+    return to_registry(root, doc, target, force=force)
+
+
+def content_id(doc: dict) -> str:
+    """What "the same content" means for a version: the artifacts' digests (not build timestamps)."""
+    lines = sorted(f"{a['target']}/{a['variant']} {a['sha256']}" for a in doc["artifacts"])
+    return hashlib.sha256("\n".join(lines).encode()).hexdigest()
+
+
+def sums_text(root: Path, names: list[str]) -> str:
+    """`sha256sum -c` compatible lines."""
+    return "".join(f"{file_sha256(root / n)}  {n}\n" for n in sorted(names))
+
+
+def check_sums(root: Path, text: str) -> list[str]:
+    problems = []
+    for line in text.splitlines():
+        digest, name = line.split("  ", 1)
+        p = root / name
+        if not p.is_file():
+            problems.append(f"{name}: missing")
+        elif file_sha256(p) != digest:
+            problems.append(f"{name}: checksum differs")
+    return problems
+
+
+# -- folder ----------------------------------------------------------------------------------------
+
+def to_folder(root: Path, doc: dict, dest: Path, *, force: bool) -> dict:
+    dest = dest.absolute()
+    if dest.exists():
+        previous = _read_published(dest)
+        if previous == content_id(doc) and not force:
+            _verify_folder(dest)
+            return {"destination": str(dest), "status": "unchanged", "content_id": previous, "artifacts": _names(doc)}
+        if not force:
+            what = "other content" if previous else "files that are not a deploykit publication"
+            raise PublishConflictError(f"{dest}: already holds {what}; refusing to replace it (use --force)")
+    staging = dest.parent / f".{dest.name}.publish-{os.getpid()}"
+    shutil.rmtree(staging, ignore_errors=True)
+    try:
+        names = [*doc["files"], "manifest.json"]
+        for rel in names:
+            (staging / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(root / rel, staging / rel)
+        (staging / SUMS).write_text(sums_text(staging, names))
+        old = dest.parent / f".{dest.name}.old-{os.getpid()}"
+        if dest.exists():
+            os.rename(dest, old)
+        os.rename(staging, dest)
+        shutil.rmtree(old, ignore_errors=True)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    verified = _verify_folder(dest)
+    return {"destination": str(dest), "status": "published", "content_id": content_id(doc), "artifacts": _names(doc),
+            "verified_files": verified}
+
+
+def _read_published(dest: Path) -> str | None:
+    try:
+        return content_id(manifest_mod.read(dest)) if (dest / SUMS).is_file() else None
+    except BadInputError:
+        return None
+
+
+def _verify_folder(dest: Path) -> int:
+    text = (dest / SUMS).read_text()
+    problems = check_sums(dest, text)
+    if problems:
+        raise BadInputError(f"{dest}: published copy does not verify: {'; '.join(problems[:3])}")
+    return len(text.splitlines())
+
+
+def _names(doc: dict) -> list[str]:
+    return [f"{a['target']}/{a['variant']}" for a in doc["artifacts"]]
+
+
+# -- OCI registry ------------------------------------------------------------------------------------
+
+def _client(ref: OciRef):
+    """An oras client for the registry, after a quick probe of `/v2/` (oras itself retries an
+    unreachable registry for minutes): the challenge picks basic or token auth."""
+    import logging
+
+    import oras.client
+    import requests
+
+    logging.getLogger("oras.logger").setLevel(logging.CRITICAL)  # its errors reach us as exceptions
+    user, password = os.environ.get(ENV_USER), os.environ.get(ENV_PASSWORD) or ""
+    url = f"{'http' if ref.insecure else 'https'}://{ref.host}/v2/"
+    try:
+        probe = requests.get(url, timeout=10)
+        challenge = probe.headers.get("WWW-Authenticate", "")
+        if probe.status_code == 401 and challenge.lower().startswith("basic") and user:
+            probe = requests.get(url, timeout=10, auth=(user, password))
+    except requests.RequestException as exc:
+        raise MissingRuntimeError(f"{ref.host}: registry not reachable at {url} ({exc.__class__.__name__})") from None
+    if probe.status_code == 401:
+        if not user:
+            raise BadInputError(f"{ref.host}: the registry requires credentials: set {ENV_USER} and {ENV_PASSWORD}")
+        if challenge.lower().startswith("basic"):
+            raise BadInputError(f"{ref.host}: the registry refused the credentials in {ENV_USER}/{ENV_PASSWORD}")
+    elif probe.status_code != 200:
+        raise MissingRuntimeError(f"{url}: not an OCI registry (HTTP {probe.status_code})")
+    basic = challenge.lower().startswith("basic")
+    client = oras.client.OrasClient(hostname=ref.host, insecure=ref.insecure, auth_backend="basic" if basic else "token")
+    if user:
+        client.auth.set_basic_auth(user, password)
+    return client
+
+
+def _tag_for(ref: OciRef, suffix: str) -> str:
+    tag = re.sub(r"[^A-Za-z0-9_.-]", "-", f"{ref.tag}-{suffix}")
+    return tag[:128]
+
+
+def annotations(doc: dict, a: dict | None, ref: OciRef) -> dict[str, str]:
+    facts = {
+        "org.opencontainers.image.version": ref.tag,
+        "org.opencontainers.image.created": doc["created_at"],
+        "org.opencontainers.image.vendor": "deploykit",
+        f"{ANNOTATION}.version": doc["deploykit_version"],
+        f"{ANNOTATION}.config.hash": doc["config"]["hash"],
+        f"{ANNOTATION}.source.kind": doc["source"]["kind"],
+        f"{ANNOTATION}.source.sha256": doc["source"].get("sha256") or "",
+        f"{ANNOTATION}.content": content_id(doc),
+    }
+    if a is None:
+        facts["org.opencontainers.image.title"] = "deploykit build manifest"
+        facts[f"{ANNOTATION}.artifacts"] = ",".join(_names(doc))
+        return facts
+    lat = a.get("latency") or {}
+    facts.update({
+        "org.opencontainers.image.title": f"{a['target']}/{a['variant']}",
+        f"{ANNOTATION}.target": a["target"],
+        f"{ANNOTATION}.variant": a["variant"],
+        f"{ANNOTATION}.path": a["path"],
+        f"{ANNOTATION}.sha256": a["sha256"],
+        f"{ANNOTATION}.bytes": str(a["bytes"]),
+        f"{ANNOTATION}.size_ratio_to_float32": _s(a.get("size_ratio_to_float32")),
+        f"{ANNOTATION}.parity.passed": "true" if a["parity"]["passed"] else "false",
+        f"{ANNOTATION}.parity.runtime": f"{a['parity'].get('runtime')} {a['parity'].get('runtime_version')}",
+        f"{ANNOTATION}.parity.outputs": ";".join(
+            f"{name}:max_abs_rel={_s(m.get('max_abs_rel'))},cosine={_s(m.get('cosine'))}"
+            for name, m in a["parity"]["outputs"].items()),
+        f"{ANNOTATION}.latency.p50_ms": _s(lat.get("p50_ms")),
+        f"{ANNOTATION}.latency.p99_ms": _s(lat.get("p99_ms")),
+    })
+    return facts
+
+
+def _s(v) -> str:
+    return "" if v is None else (f"{v:.6g}" if isinstance(v, float) else str(v))
+
+
+def _remote_annotations(client, reference: str) -> dict | None:
+    """The annotations of an existing tag, or None when the tag does not exist."""
+    import oras.defaults
+
+    container = client.get_container(reference)
+    headers = {"Accept": ", ".join(oras.defaults.default_manifest_accepted_media_types)}
+    response = client.do_request(f"{client.prefix}://{container.manifest_url()}", "GET", headers=headers)
+    if response.status_code == 404:
+        return None
+    if response.status_code != 200:
+        raise MissingRuntimeError(f"{reference}: registry answered HTTP {response.status_code} ({response.reason})")
+    return response.json().get("annotations") or {}
+
+
+def _registry_error(reference: str, exc: Exception) -> MissingRuntimeError:
+    hint = f" (set {ENV_USER}/{ENV_PASSWORD})" if "401" in str(exc) or "unauthorized" in str(exc).lower() else ""
+    return MissingRuntimeError(f"{reference}: registry error: {str(exc).splitlines()[0][:300]}{hint}")
+
+
+def to_registry(root: Path, doc: dict, ref: OciRef, *, force: bool) -> dict:
+    import requests
+
+    client = _client(ref)
+    cid = content_id(doc)
+    index_ref = ref.at(ref.tag)
+    existing = _remote_annotations(client, index_ref)
+    conflicts = [index_ref] if existing is not None and existing.get(f"{ANNOTATION}.content") != cid else []
+    for a in doc["artifacts"]:  # also tags left by an interrupted publish of other content
+        if a["target"] != "serving" and not force:
+            reference = ref.at(_tag_for(ref, f"{a['target']}-{a['variant']}"))
+            previous = _remote_annotations(client, reference)
+            if previous is not None and previous.get(f"{ANNOTATION}.sha256") != a["sha256"]:
+                conflicts.append(reference)
+    if conflicts and not force:
+        raise PublishConflictError(f"{conflicts[0]}: this version is already published with different content; "
+                                   f"refusing to overwrite it (use --force)", details={"conflicts": conflicts})
+    pushed, notes = [], []
+    try:
+        with tempfile.TemporaryDirectory(prefix="deploykit-publish-") as tmp:
+            for a in doc["artifacts"]:
+                if a["target"] == "serving":
+                    pushed.append(push_serving_image(doc, a, ref, notes))
+                    continue
+                reference = ref.at(_tag_for(ref, f"{a['target']}-{a['variant']}"))
+                path = root / a["path"]
+                media = "" if path.is_dir() else f":{MEDIA_TYPES.get(a['target'], 'application/octet-stream')}"
+                client.push(target=reference, files=[f"{path}{media}"], disable_path_validation=True,
+                            manifest_annotations=annotations(doc, a, ref), quiet=True)
+                pulled = Path(tmp) / _tag_for(ref, f"{a['target']}-{a['variant']}")
+                client.pull(target=reference, outdir=str(pulled))
+                got = pulled / path.name
+                digest = tree_sha256(got) if got.is_dir() else file_sha256(got) if got.is_file() else None
+                if digest != a["sha256"]:
+                    raise BadInputError(f"{reference}: pulled back {digest or 'nothing'}, expected {a['sha256']}")
+                pushed.append({"artifact": f"{a['target']}/{a['variant']}", "reference": reference, "sha256": digest})
+            # the version's own tag: manifest, checksums and report, pushed last (it marks completion)
+            meta = Path(tmp) / "meta"
+            meta.mkdir()
+            names = ["manifest.json", *(n for n in ("report.json", "report.md", "report.html") if (root / n).is_file())]
+            for n in names:
+                shutil.copy2(root / n, meta / n)
+            (meta / SUMS).write_text(sums_text(meta, names))
+            client.push(target=index_ref, files=[str(meta / n) for n in (*names, SUMS)], disable_path_validation=True,
+                        manifest_annotations=annotations(doc, None, ref), quiet=True)
+            back = Path(tmp) / "meta-pulled"
+            client.pull(target=index_ref, outdir=str(back))
+            problems = check_sums(back, (back / SUMS).read_text())
+            if problems:
+                raise BadInputError(f"{index_ref}: pulled back copy does not verify: {'; '.join(problems)}")
+    except ValueError as exc:
+        raise _registry_error(index_ref, exc) from None
+    except requests.RequestException as exc:
+        raise _registry_error(index_ref, exc) from None
+    if not any(a["target"] == "serving" for a in doc["artifacts"]):
+        notes.append("no serving artifact in this build: no image pushed")
+    return {"destination": f"{ref.scheme}://{index_ref}", "status": "published", "content_id": cid,
+            "pushed": pushed, "notes": notes}
+
+
+# -- the serving image (docker) --------------------------------------------------------------------------
+
+def push_serving_image(doc: dict, a: dict, ref: OciRef, notes: list[str]) -> dict:
+    """Push the serving target's image as TAG-serving, then pull it back by digest and compare ids."""
+    details = a.get("details") or {}
+    image = details.get("image") or details.get("image_id") or details.get("image_tag")
+    if not image:
+        notes.append(f"{a['target']}/{a['variant']}: the manifest names no image (details.image); skipped")
+        return {"artifact": f"{a['target']}/{a['variant']}", "skipped": True}
+    try:
+        import docker
+
+        client = docker.from_env()
+        client.ping()
+    except Exception as exc:  # noqa: BLE001 - docker raises several unrelated types when absent
+        raise MissingRuntimeError(f"pushing the serving image needs a Docker daemon ({exc.__class__.__name__}: {exc})") from None
+    local = client.images.get(image)
+    repository, tag = f"{ref.host}/{ref.repo}", _tag_for(ref, "serving")
+    local.tag(repository, tag)
+    auth = {"username": os.environ[ENV_USER], "password": os.environ.get(ENV_PASSWORD, "")} if os.environ.get(ENV_USER) else None
+    digest = None
+    for line in client.api.push(repository, tag=tag, stream=True, decode=True, auth_config=auth):
+        if "errorDetail" in line:  # docker-py reports registry errors inside the stream
+            raise MissingRuntimeError(f"{repository}:{tag}: push failed: {line['errorDetail'].get('message')}")
+        digest = (line.get("aux") or {}).get("Digest", digest)
+    if not digest:
+        raise MissingRuntimeError(f"{repository}:{tag}: the registry returned no digest")
+    by_digest = f"{repository}@{digest}"
+    client.images.pull(by_digest, auth_config=auth)
+    if client.images.get(by_digest).id != local.id:
+        raise BadInputError(f"{by_digest}: pulled image differs from the built one ({local.id})")
+    return {"artifact": f"{a['target']}/{a['variant']}", "reference": by_digest, "image_id": local.id}

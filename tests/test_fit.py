@@ -201,7 +201,7 @@ def test_killed_worker_is_restarted_and_the_run_resumes_from_the_backup(tmp_path
     out = tmp_path / "run"
     cfg = _toml(tmp_path / "mw.toml", MW_SETTINGS)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "deploykit.fit.command", "--config", str(cfg), "--out", str(out),
+        [sys.executable, "-m", "deploykit", "train", "--config", str(cfg), "--out", str(out),
          "--local-workers", "2", "--max-restarts", "1", "--json"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(), cwd=ROOT)
     killed: dict = {}
@@ -242,7 +242,7 @@ def test_dead_worker_without_restarts_fails_clearly(tmp_path):
     cfg = _toml(tmp_path / "mw.toml", {**MW_SETTINGS, "epochs": 2})
     out = tmp_path / "run"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "deploykit.fit.command", "--config", str(cfg), "--out", str(out), "--local-workers", "2"],
+        [sys.executable, "-m", "deploykit", "train", "--config", str(cfg), "--out", str(out), "--local-workers", "2"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(), cwd=ROOT)
     lines = []
     for line in proc.stderr:

@@ -311,8 +311,9 @@ def to_registry(root: Path, doc: dict, ref: OciRef, *, force: bool) -> dict:
 
 def push_serving_image(doc: dict, a: dict, ref: OciRef, notes: list[str]) -> dict:
     """Push the serving target's image as TAG-serving, then pull it back by digest and compare ids."""
-    details = a.get("details") or {}
-    image = details.get("image") or details.get("image_id") or details.get("image_tag")
+    image = (a.get("details") or {}).get("image")  # the serving target records {"tag", "id", ...}
+    if isinstance(image, dict):
+        image = image.get("id") or image.get("tag")
     if not image:
         notes.append(f"{a['target']}/{a['variant']}: the manifest names no image (details.image); skipped")
         return {"artifact": f"{a['target']}/{a['variant']}", "skipped": True}

@@ -219,3 +219,53 @@ def test_workflow_template_steps_run_locally(registry, tmp_path):
     assert "tflite/int8" in summary.read_text() and (out / "report.html").is_file()
     oci, _ = _pull(registry, "v1.0.0-tflite-int8", tmp_path / "pulled")
     assert oci["annotations"]["io.deploykit.sha256"] == manifest_mod.read(out)["artifacts"][1]["sha256"]
+
+
+# -- the serving image ------------------------------------------------------------------------------------
+
+@pytest.mark.docker
+def test_serving_image_is_pushed_by_digest(built, registry, tmp_path):
+    """The serving target's manifest entry is a stand-in here (an artifact folder plus a tiny image
+    imported locally: no base image can be pulled), so publish's docker path runs for real."""
+    import io
+    import tarfile
+
+    import docker
+
+    try:
+        client = docker.from_env()
+        client.ping()
+    except Exception as exc:  # noqa: BLE001
+        pytest.fail(f"needs a Docker daemon (see docker/README.md): {exc}")
+    data = io.BytesIO()
+    with tarfile.open(fileobj=data, mode="w") as tar:
+        payload = f"deploykit publish test {tmp_path}".encode()
+        info = tarfile.TarInfo("hello.txt")
+        info.size = len(payload)
+        tar.addfile(info, io.BytesIO(payload))
+    tag = f"deploykit-publish-standin:{os.getpid()}"
+    client.api.import_image_from_data(data.getvalue(), repository=tag.split(":")[0], tag=tag.split(":")[1])
+    image = client.images.get(tag)
+    out = tmp_path / "with-serving"
+    shutil.copytree(built, out)
+    (out / "serving").mkdir()
+    (out / "serving" / "README").write_text("stand-in for the serving model repository\n")
+
+    def add_serving(doc):
+        a = json.loads(json.dumps(doc["artifacts"][0]))
+        a.update(target="serving", variant="float32", path="serving", bytes=42,
+                 sha256=manifest_mod.artifact_digest(out / "serving")[0], details={"image": {"tag": tag, "id": image.id}})
+        doc["artifacts"].append(a)
+
+    _rewrite(out, add_serving)
+    try:
+        proc = run_cli("publish", str(out), "--to", registry.ref("digits", "v3"), "--json")
+        assert proc.returncode == 0, proc.stderr
+        pushed = {p["artifact"]: p for p in json.loads(proc.stdout)["pushed"]}
+        ref = pushed["serving/float32"]["reference"]
+        assert ref.startswith(f"{registry.host}/digits@sha256:") and pushed["serving/float32"]["image_id"] == image.id
+        manifest = subprocess.run(["curl", "-sf", "-H", "Accept: application/vnd.docker.distribution.manifest.v2+json",
+                                   f"http://{registry.host}/v2/digits/manifests/v3-serving"], capture_output=True, text=True)
+        assert manifest.returncode == 0 and image.id.split(":")[1] in manifest.stdout  # config digest = image id
+    finally:
+        client.images.remove(image.id, force=True)  # every tag of the stand-in image

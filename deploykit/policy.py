@@ -13,8 +13,14 @@ from typing import Any, Iterator
 from .errors import SecurityError
 
 CODE_CLASSES = {"Lambda", "__lambda__", "__function__"}
-# Modules a Keras config may name without running user code.
+# Packages a Keras config may name (with their submodules) without running user code. Matched on
+# dotted names: "keras_evil" or "tensorflow_hub" are other packages, and tf_keras imports any module
+# a config names.
 TRUSTED_MODULE_PREFIXES = ("keras", "tf_keras", "tensorflow", "builtins")
+# Layers that read files or fetch URLs when they are constructed, i.e. while the model loads.
+LOAD_TIME_IO_CLASSES = {"TFSMLayer": "loads an external SavedModel", "KerasLayer": "loads a TF Hub model"}
+# Layer settings naming a file or URL read at construction (e.g. StringLookup's vocabulary file).
+PATH_KEYS = ("vocabulary", "filepath", "handle", "path", "url")
 # Graph ops that touch the file system, the network or the Python interpreter.
 FORBIDDEN_OPS = {
     "ReadFile", "WriteFile", "MatchingFiles", "DeleteFile", "MergeV2Checkpoints",
@@ -48,13 +54,38 @@ def config_findings(config: dict) -> list[str]:
         if node.get("function_type") in ("lambda", "raw"):
             findings.append(f"{label} carries marshalled Python code")
         module = node.get("module")
-        if isinstance(module, str) and not module.startswith(TRUSTED_MODULE_PREFIXES):
+        if isinstance(module, str) and not _trusted(module):
             findings.append(f"{label} names module '{module}'")
         registered = node.get("registered_name")
         if isinstance(registered, str) and registered and cls not in (None, registered):
-            if not registered.startswith(TRUSTED_MODULE_PREFIXES):
+            if not _trusted(registered):
                 findings.append(f"{label} names custom object '{registered}'")
+        if cls in LOAD_TIME_IO_CLASSES:
+            findings.append(f"{label} is a {cls} ({LOAD_TIME_IO_CLASSES[cls]} at load time)")
+        settings = node.get("config") if isinstance(node.get("config"), dict) else {}
+        for key in PATH_KEYS:
+            value = settings.get(key)
+            if isinstance(value, str) and value:
+                findings.append(f"{label} reads '{value[:200]}' ({key}) at load time")
+    findings += [f"config names URL '{url[:200]}'" for url in _urls(config)]
     return sorted(set(findings))
+
+
+def _trusted(name: str) -> bool:
+    """'keras', 'keras.layers', 'tf_keras>Foo' are trusted; 'keras_evil', 'tensorflow_hub' are not."""
+    return any(name == p or name.startswith((p + ".", p + ">")) for p in TRUSTED_MODULE_PREFIXES)
+
+
+def _urls(node: Any) -> Iterator[str]:
+    """Every string in the config that is a URL: nothing in a model config should be fetched."""
+    if isinstance(node, dict):
+        for value in node.values():
+            yield from _urls(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _urls(value)
+    elif isinstance(node, str) and "://" in node:
+        yield node
 
 
 def enforce_config(config: dict | None, location: str, allow_unsafe: bool) -> list[str]:

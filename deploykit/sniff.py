@@ -8,11 +8,12 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import stat
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import BadInputError
+from .errors import BadInputError, SecurityError
 
 ZIP_MAGIC = b"PK\x03\x04"
 HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
@@ -90,6 +91,7 @@ def _keras_zip(path: Path, head: bytes) -> ModelSource:
             bad = zf.testzip()
             if bad is not None:
                 raise BadInputError(f"{path}: corrupt .keras archive (bad CRC in {bad})")
+            _check_members(path, zf)
             names = set(zf.namelist())
             missing = {"config.json", "metadata.json"} - names
             if missing:
@@ -122,10 +124,59 @@ def _h5(path: Path, head: bytes) -> ModelSource:
                 raise BadInputError(f"{path}: HDF5 file holds a config but no weights")
             version = fh.attrs.get("keras_version", b"")
             version = version.decode() if isinstance(version, bytes) else str(version)
+            outside = _h5_outside_refs(fh)
+            if outside:
+                raise SecurityError(
+                    f"{path}: refused: {outside[0]}" + (f" (+{len(outside) - 1} more)" if len(outside) > 1 else "")
+                    + "; a model's weights must be inside its own file",
+                    details={"findings": outside},
+                )
     except OSError as exc:
         raise BadInputError(f"{path}: truncated or corrupt HDF5 file ({str(exc).splitlines()[0]})") from None
     keras = "keras3" if version.startswith("3.") else "tf_keras"
     return ModelSource("h5", str(path), keras=keras, sha256=file_sha256(path), config=config)
+
+
+def _check_members(path: Path, zf: zipfile.ZipFile) -> None:
+    """Refuse archive members that would land outside an extraction folder: absolute paths, `..`,
+    symbolic links (Keras extracts parts of a .keras archive to disk)."""
+    for info in zf.infolist():
+        name = info.filename
+        parts = name.replace("\\", "/").split("/")
+        if name.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:", name) or ".." in parts:
+            problem = "has an absolute path" if ".." not in parts else "leaves the archive (..)"
+        elif stat.S_ISLNK(info.external_attr >> 16):
+            problem = "is a symbolic link"
+        else:
+            continue
+        raise SecurityError(f"{path}: refused: archive member '{name[:200]}' {problem}", details={"member": name})
+
+
+def _h5_outside_refs(fh) -> list[str]:
+    """Links, virtual datasets and external storage that make HDF5 read other files. Reads no data
+    and follows no link."""
+    import h5py
+
+    found = []
+
+    def link(name, info):
+        if info.type == h5py.h5l.TYPE_EXTERNAL:
+            target = fh.get(name, getlink=True)
+            found.append(f"'{name}' is an external link to {target.filename}:{target.path}")
+        elif info.type not in (h5py.h5l.TYPE_HARD, h5py.h5l.TYPE_SOFT):
+            found.append(f"'{name}' is a user-defined HDF5 link")
+
+    def dataset(name, obj):
+        if isinstance(obj, h5py.Dataset):
+            if obj.is_virtual:
+                files = sorted({src.file_name for src in obj.virtual_sources()})
+                found.append(f"'{name}' is a virtual dataset reading {', '.join(files)}")
+            if obj.external:
+                found.append(f"'{name}' keeps its data in external file(s) {', '.join(str(e[0]) for e in obj.external)}")
+
+    fh.visit_links(lambda name: link(name, fh.id.links.get_info(name.encode())))
+    fh.visititems(dataset)
+    return found
 
 
 def _saved_model(path: Path) -> ModelSource:

@@ -2,6 +2,10 @@
 
 Native runtimes can crash (a bad flatbuffer, a kernel bug). In a child process a crash becomes a
 clear error for one artifact instead of a dead CLI.
+
+Children never outlive the build: each harness learns the CLI's pid (`DEPLOYKIT_PARENT_PID`) and
+exits if it is orphaned (the CLI was killed), and an interrupted CLI calls `stop()`, which kills the
+running children and refuses new ones, so queued jobs end at once.
 """
 from __future__ import annotations
 
@@ -9,8 +13,39 @@ import json
 import os
 import signal
 import subprocess
+import threading
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Callable, Iterable
+
+_live: set[subprocess.Popen] = set()
+_live_lock = threading.Lock()
+_stopping = threading.Event()
+
+
+def stop() -> None:
+    """Kill every running harness child and refuse to start new ones (the build is interrupted)."""
+    _stopping.set()
+    with _live_lock:
+        for proc in list(_live):
+            try:
+                proc.kill()
+            except OSError:
+                pass
+
+
+def map_jobs(fn: Callable, items: Iterable, jobs: int) -> list:
+    """`fn` over `items`, `jobs` side by side, in order. On an error or an interrupt, jobs that have
+    not started are cancelled instead of run (ThreadPoolExecutor's `with` would run them all)."""
+    pool = ThreadPoolExecutor(max_workers=jobs)
+    try:
+        return list(pool.map(fn, items))
+    except BaseException:
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    finally:
+        pool.shutdown(wait=True)
 
 
 def run_child(cmd: list[str], request: dict, work: Path, *, timeout: float, label: str, env: dict | None = None) -> dict:
@@ -18,15 +53,30 @@ def run_child(cmd: list[str], request: dict, work: Path, *, timeout: float, labe
     req_path = work / f"{token}.request.json"
     resp_path = work / f"{token}.response.json"
     req_path.write_text(json.dumps({**request, "response": str(resp_path)}))
-    child_env = {**os.environ, **(env or {})}
+    child_env = {**os.environ, **(env or {}), "DEPLOYKIT_PARENT_PID": str(os.getpid())}
+    with _live_lock:
+        if _stopping.is_set():
+            return {"ok": False, "error": f"{label}: not started (interrupted)"}
+        try:
+            proc = subprocess.Popen(cmd + [str(req_path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                    env=child_env, stdin=subprocess.DEVNULL)
+        except OSError as exc:
+            return {"ok": False, "error": f"{label}: cannot start runtime ({exc})"}
+        _live.add(proc)
     try:
-        proc = subprocess.run(
-            cmd + [str(req_path)], capture_output=True, text=True, timeout=timeout, env=child_env, stdin=subprocess.DEVNULL
-        )
+        _stdout, stderr = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
         return {"ok": False, "error": f"{label}: runtime did not finish within {timeout:.0f} s"}
-    except FileNotFoundError as exc:
-        return {"ok": False, "error": f"{label}: cannot start runtime ({exc})"}
+    finally:
+        with _live_lock:
+            _live.discard(proc)
+        if proc.poll() is None:  # interrupted while waiting (KeyboardInterrupt in this thread)
+            proc.kill()
+            proc.wait()
+    if _stopping.is_set():
+        return {"ok": False, "error": f"{label}: stopped (interrupted)"}
     if resp_path.exists():
         try:
             result = json.loads(resp_path.read_text())
@@ -34,7 +84,7 @@ def run_child(cmd: list[str], request: dict, work: Path, *, timeout: float, labe
             result = None
         if result is not None:
             return result
-    tail = _tail(proc.stderr)
+    tail = _tail(stderr)
     if proc.returncode < 0:
         name = signal.Signals(-proc.returncode).name
         return {"ok": False, "error": f"{label}: runtime crashed ({name}){tail}"}

@@ -5,7 +5,6 @@ job, with no model and no TensorFlow: the reference outputs are stored in the bu
 """
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Mapping
 
@@ -15,6 +14,7 @@ from . import latency as latency_stats
 from . import parity
 from .config import LatencySettings
 from .contract import IOContract
+from .runner import map_jobs
 from .targets import Artifact, RunRequest, Target
 
 
@@ -68,9 +68,8 @@ def judge(
     def one(record: dict) -> dict:
         return check_parity(record["target"], record["artifact"], contract, reference, record["inputs"], record["budget"], work)
 
-    with ThreadPoolExecutor(max_workers=jobs) as pool:
-        for record, result in zip(records, pool.map(one, records)):
-            record["parity"] = result
+    for record, result in zip(records, map_jobs(one, records, jobs)):
+        record["parity"] = result
     for record in records:
         record["latency"] = None
         failures = list(record["parity"].pop("failures"))

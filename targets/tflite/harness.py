@@ -6,6 +6,8 @@ delegate). Usage: python harness.py REQUEST.json; writes the JSON result to requ
 Modes:
   parity   run every row of the inputs one sample at a time; write outputs (dequantized) to .npz
   latency  load time, first-inference time, warm-up, then timed single-sample invocations
+  batch    load and run each of request["models"] on the first input row, each in a forked child
+           (one runtime import for all, a crash or hang isolated to its file): a result per model
 """
 import json
 import os
@@ -28,6 +30,20 @@ def _interpreter(request):
     from ai_edge_litert.interpreter import Interpreter
 
     return Interpreter, "litert", version("ai-edge-litert")
+
+
+def _die_with_parent(parent):
+    """Be killed when `parent` dies (PR_SET_PDEATHSIG), so a killed deploykit leaves no runtimes."""
+    if not parent:
+        return
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, 9)  # PR_SET_PDEATHSIG, SIGKILL
+    except (OSError, AttributeError):
+        pass
+    if os.getppid() != int(parent):  # it died before the call above
+        os._exit(1)
 
 
 def _peak_rss_mb():
@@ -129,13 +145,78 @@ def latency(request, inputs):
     }
 
 
+def _probe(request, inputs, model):
+    """One model of a batch: load it, check its inputs against the data, run one row."""
+    run = Runner({**request, "model": model})
+    missing = [n for n in run.in_details if n not in inputs]
+    if missing:
+        raise ValueError(f"model inputs {missing} are not in the data")
+    outputs = run(run.feed({n: inputs[n][0:1] for n in run.in_details}))
+    return {"outputs": sorted(outputs), "finite": all(bool(np.isfinite(y).all()) for y in outputs.values())}
+
+
+def _error_line(exc):
+    return traceback.format_exception_only(type(exc), exc)[-1].strip()[:500]
+
+
+def batch(request, inputs):
+    """Fork per model: the runtime is imported once; a native crash or a hang kills one child only."""
+    import select
+    import signal
+
+    _interpreter(request)  # import the runtime before forking: children start warm
+    limit = float(request.get("timeout_per_model", 10.0))
+    harness_pid = os.getpid()
+    results = []
+    for model in request["models"]:
+        read_fd, write_fd = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # child: one model, result as JSON on the pipe, no cleanup handlers
+            os.close(read_fd)
+            _die_with_parent(harness_pid)
+            try:
+                result = {"ok": True, **_probe(request, inputs, model)}
+            except BaseException as exc:  # noqa: BLE001 - reported for this model only
+                result = {"ok": False, "error": _error_line(exc)}
+            os.write(write_fd, json.dumps(result).encode())
+            os._exit(0)
+        os.close(write_fd)
+        chunks, deadline = [], time.monotonic() + limit
+        while True:
+            ready, _, _ = select.select([read_fd], [], [], max(0.0, deadline - time.monotonic()))
+            if not ready:  # hung: kill it
+                os.kill(pid, signal.SIGKILL)
+                break
+            chunk = os.read(read_fd, 65536)
+            if not chunk:
+                break
+            chunks.append(chunk)
+        os.close(read_fd)
+        _, status = os.waitpid(pid, 0)
+        if os.WIFSIGNALED(status) and not chunks:
+            sig = signal.Signals(os.WTERMSIG(status)).name
+            hung = sig == "SIGKILL" and time.monotonic() >= deadline
+            result = {"ok": False, "error": f"runtime did not finish within {limit:.0f} s" if hung else f"runtime crashed ({sig})"}
+        else:
+            try:
+                result = json.loads(b"".join(chunks))
+            except ValueError:
+                result = {"ok": False, "error": f"runtime exited with status {status} without a result"}
+        results.append({"model": model, **result})
+    return {"results": results}
+
+
+MODES = {"parity": parity, "latency": latency, "batch": batch}
+
+
 def main(path):
+    _die_with_parent(os.environ.get("DEPLOYKIT_PARENT_PID"))
     with open(path) as fh:
         request = json.load(fh)
     try:
         with np.load(request["inputs"], allow_pickle=False) as npz:
             inputs = {k: npz[k] for k in npz.files}
-        result = (parity if request["mode"] == "parity" else latency)(request, inputs)
+        result = MODES[request["mode"]](request, inputs)
         result["ok"] = True
     except Exception as exc:  # reported to the parent as this artifact's error
         last = traceback.format_exception_only(type(exc), exc)[-1].strip()

@@ -108,9 +108,11 @@ def to_folder(root: Path, doc: dict, dest: Path, *, force: bool) -> dict:
         if previous == content_id(doc) and not force:
             _verify_folder(dest)
             return {"destination": str(dest), "status": "unchanged", "content_id": previous, "artifacts": _names(doc)}
-        if not force:
-            what = "other content" if previous else "files that are not a deploykit publication"
-            raise PublishConflictError(f"{dest}: already holds {what}; refusing to replace it (use --force)")
+        if previous is None and (not dest.is_dir() or any(dest.iterdir())):  # never replaced, even with --force
+            raise BadInputError(f"{dest}: exists and is not a deploykit publication; refusing to replace it")
+        if previous is not None and not force:
+            raise PublishConflictError(f"{dest}: already holds this version with other content; "
+                                       "refusing to replace it (use --force)")
     staging = dest.parent / f".{dest.name}.publish-{os.getpid()}"
     shutil.rmtree(staging, ignore_errors=True)
     try:

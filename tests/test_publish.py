@@ -125,6 +125,13 @@ def test_publish_refuses_unproven_and_changed_builds(built, tmp_path):
     assert proc.returncode == 2 and "model_float32.tflite: checksum does not match" in proc.stderr
     assert not (tmp_path / "dest").exists()
 
+    precious = tmp_path / "precious"
+    precious.mkdir()
+    (precious / "notes.txt").write_text("not a deploykit publication")
+    proc = run_cli("publish", str(built), "--to", str(precious), "--force")
+    assert proc.returncode == 2 and "not a deploykit publication" in proc.stderr
+    assert (precious / "notes.txt").read_text() == "not a deploykit publication"
+
     proc = run_cli("publish", str(built), "--to", "oci://Bad Ref")
     assert proc.returncode == 2 and "oci://HOST[:PORT]/REPO:TAG" in proc.stderr
 
@@ -168,6 +175,31 @@ def test_registry_republish_same_is_ok_other_content_needs_force(built, registry
     oci, files = _pull(registry, "v2-tflite-int8", tmp_path / "b")
     new = manifest_mod.read(other)["artifacts"][1]["sha256"]
     assert oci["annotations"]["io.deploykit.sha256"] == new == manifest_mod.artifact_digest(files[0])[0] != old
+
+
+def test_bundle_folders_round_trip_through_the_registry(built, registry, tmp_path):
+    """A TF.js-style bundle (model.json + shards in a folder; stand-in bytes, no Node build here)
+    goes as one tar+gzip layer and comes back with the same tree digest."""
+    out = tmp_path / "with-bundle"
+    shutil.copytree(built, out)
+    bundle = out / "js" / "uint8"
+    bundle.mkdir(parents=True)
+    (bundle / "model.json").write_text('{"format": "graph-model", "weightsManifest": []}')
+    (bundle / "group1-shard1of1.bin").write_bytes(bytes(range(256)) * 8)
+
+    def add_bundle(doc):
+        a = json.loads(json.dumps(doc["artifacts"][0]))
+        a["sha256"], a["bytes"] = manifest_mod.artifact_digest(bundle)
+        a.update(target="js", variant="uint8", path="js/uint8")
+        doc["artifacts"].append(a)
+
+    _rewrite(out, add_bundle)
+    proc = run_cli("publish", str(out), "--to", registry.ref("digits", "v4"))
+    assert proc.returncode == 0, proc.stderr
+    oci, files = _pull(registry, "v4-js-uint8", tmp_path / "pulled")
+    assert oci["layers"][0]["mediaType"].endswith("tar+gzip") and [f.name for f in files] == ["uint8"]
+    assert manifest_mod.artifact_digest(files[0])[0] == manifest_mod.read(out)["artifacts"][-1]["sha256"]
+    assert oci["annotations"]["io.deploykit.target"] == "js"
 
 
 def test_registry_with_basic_auth(built, auth_registry, tmp_path):

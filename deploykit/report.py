@@ -188,7 +188,7 @@ def render(doc: dict) -> dict[str, str]:
     env = jinja2.Environment(loader=jinja2.PackageLoader("deploykit", "templates"), autoescape=jinja2.select_autoescape(["html"]),
                              trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True, undefined=jinja2.StrictUndefined)
     env.filters.update(num=_num, nbytes=_bytes, ratio=_ratio_text)
-    env.globals.update(generic_table=generic_table, parity_summary=_parity_summary)
+    env.globals.update(generic_tables=generic_tables, parity_summary=_parity_summary)
     md = env.get_template("report.md.j2").render(r=doc)
     if len(md.encode()) > MD_LIMIT:  # many artifacts: keep the table head and say where the rest is
         cut = md.encode()[:MD_LIMIT - 200].decode(errors="ignore").rsplit("\n", 1)[0]
@@ -310,22 +310,37 @@ def _parity_summary(row: dict) -> str:
     return "; ".join(parts) or "–"
 
 
-def generic_table(value: Any) -> tuple[list[str], list[list[str]]]:
-    """(header, rows) for any JSON value: a list of objects, an object of objects, or key/values.
-    Used for manifest sections whose shape the report does not own (e.g. `optimize`)."""
+def generic_tables(value: Any) -> list[tuple[str, list[str], list[list[str]]]]:
+    """[(title, header, rows)] for any JSON value, for manifest sections whose shape the report does
+    not own (e.g. `optimize`): a list of objects is a table; an object gives a key/value table of
+    its plain fields plus one table per field holding a list (or an object) of objects."""
     def cell(v):
         if isinstance(v, (dict, list)):
             return json.dumps(v, sort_keys=True)[:200]
         return _num(v, 4)
 
-    if isinstance(value, list) and value and all(isinstance(x, dict) for x in value):
-        cols = list(dict.fromkeys(k for x in value for k in x))
-        return cols, [[cell(x.get(c)) for c in cols] for x in value]
-    if isinstance(value, dict) and value and all(isinstance(x, dict) for x in value.values()):
-        cols = list(dict.fromkeys(k for x in value.values() for k in x))
-        return ["name", *cols], [[str(k), *(cell(x.get(c)) for c in cols)] for k, x in value.items()]
-    if isinstance(value, dict):
-        return ["key", "value"], [[str(k), cell(v)] for k, v in value.items()]
-    if isinstance(value, list):
-        return ["value"], [[cell(v)] for v in value]
-    return ["value"], [[cell(value)]]
+    def rows_of(items: list[dict]):
+        cols = list(dict.fromkeys(k for x in items for k in x))
+        return cols, [[cell(x.get(c)) for c in cols] for x in items]
+
+    def is_records(v):
+        return isinstance(v, list) and v and all(isinstance(x, dict) for x in v)
+
+    def is_keyed_records(v):
+        return isinstance(v, dict) and v and all(isinstance(x, dict) for x in v.values())
+
+    if is_records(value):
+        return [("", *rows_of(value))]
+    if is_keyed_records(value):
+        cols, rows = rows_of([{"name": k, **x} for k, x in value.items()])
+        return [("", cols, rows)]
+    if not isinstance(value, dict):
+        return [("", ["value"], [[cell(v)] for v in (value if isinstance(value, list) else [value])])]
+    tables = []
+    plain = [[str(k), cell(v)] for k, v in value.items() if not (is_records(v) or is_keyed_records(v))]
+    if plain:
+        tables.append(("", ["key", "value"], plain))
+    for k, v in value.items():
+        if is_records(v) or is_keyed_records(v):
+            tables.extend((k, head, rows) for _, head, rows in generic_tables(v))
+    return tables

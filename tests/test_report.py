@@ -166,14 +166,18 @@ def test_bad_inputs_exit_2(built, tmp_path):
 
 def test_optimize_section_is_rendered_generically(built):
     doc = manifest_mod.read(built)
-    doc["optimize"] = {"steps": [{"step": "prune", "sparsity_measured": 0.5, "bytes_gzip": 1234},
-                                 {"step": "cluster", "clusters": 16, "bytes_gzip": 999}]}
+    doc["optimize"] = {"techniques": ["prune"], "sparsity_measured": 0.5, "passed": True,
+                       "artifacts": [{"target": "tflite", "variant": "int8", "gzip_bytes": 1234, "gzip_ratio": 2.5},
+                                     {"target": "tflite", "variant": "float32", "gzip_bytes": 4321}]}
     files = report_mod.render(report_mod.build_report(doc))
-    assert "### Optimize stage" in files["report.md"] and "| prune |" not in files["report.md"]
-    assert "sparsity_measured" in files["report.md"] and "cluster" in files["report.md"]
-    doc["optimize"] = [{"step": "prune", "sparsity_measured": 0.5}]
-    files = report_mod.render(report_mod.build_report(doc))
-    assert "| prune | 0.5000 |" in files["report.md"] and 'id="optimize"' in files["report.html"]
+    md, html = files["report.md"], files["report.html"]
+    assert "### Optimize stage" in md
+    assert "| sparsity_measured | 0.5000 |" in md and '| techniques | ["prune"] |' in md
+    assert "**artifacts**" in md and "| target | variant | gzip_bytes | gzip_ratio |" in md
+    assert "| tflite | int8 | 1,234 | 2.5000 |" in md and "| tflite | float32 | 4,321 | – |" in md
+    assert 'id="optimize"' in html and "<h3>artifacts</h3>" in html
+    doc.pop("optimize")
+    assert "Optimize stage" not in report_mod.render(report_mod.build_report(doc))["report.md"]
 
 
 def _chromium(html: Path, workdir: Path) -> tuple[str, list[str]]:

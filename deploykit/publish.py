@@ -232,6 +232,12 @@ def _s(v) -> str:
 
 def _remote_annotations(client, reference: str) -> dict | None:
     """The annotations of an existing tag, or None when the tag does not exist."""
+    manifest = _remote_manifest(client, reference)
+    return None if manifest is None else manifest.get("annotations") or {}
+
+
+def _remote_manifest(client, reference: str) -> dict | None:
+    """The OCI / Docker manifest of an existing tag, or None when the tag does not exist."""
     import oras.defaults
 
     container = client.get_container(reference)
@@ -241,7 +247,7 @@ def _remote_annotations(client, reference: str) -> dict | None:
         return None
     if response.status_code != 200:
         raise MissingRuntimeError(f"{reference}: registry answered HTTP {response.status_code} ({response.reason})")
-    return response.json().get("annotations") or {}
+    return response.json()
 
 
 def _registry_error(reference: str, exc: Exception) -> MissingRuntimeError:
@@ -257,12 +263,17 @@ def to_registry(root: Path, doc: dict, ref: OciRef, *, force: bool) -> dict:
     index_ref = ref.at(ref.tag)
     existing = _remote_annotations(client, index_ref)
     conflicts = [index_ref] if existing is not None and existing.get(f"{ANNOTATION}.content") != cid else []
-    for a in doc["artifacts"]:  # also tags left by an interrupted publish of other content
-        if a["target"] != "serving" and not force:
-            reference = ref.at(_tag_for(ref, f"{a['target']}-{a['variant']}"))
-            previous = _remote_annotations(client, reference)
-            if previous is not None and previous.get(f"{ANNOTATION}.sha256") != a["sha256"]:
-                conflicts.append(reference)
+    for a in doc["artifacts"] if not force else []:  # also tags left by an interrupted publish of other content
+        if a["target"] == "serving":  # an image's config digest is its image id
+            image_id = _image_id(a)
+            previous = _remote_manifest(client, ref.at(_tag_for(ref, "serving"))) if image_id else None
+            if previous is not None and (previous.get("config") or {}).get("digest") != image_id:
+                conflicts.append(ref.at(_tag_for(ref, "serving")))
+            continue
+        reference = ref.at(_tag_for(ref, f"{a['target']}-{a['variant']}"))
+        previous = _remote_annotations(client, reference)
+        if previous is not None and previous.get(f"{ANNOTATION}.sha256") != a["sha256"]:
+            conflicts.append(reference)
     if conflicts and not force:
         raise PublishConflictError(f"{conflicts[0]}: this version is already published with different content; "
                                    f"refusing to overwrite it (use --force)", details={"conflicts": conflicts})
@@ -282,8 +293,8 @@ def to_registry(root: Path, doc: dict, ref: OciRef, *, force: bool) -> dict:
                 client.pull(target=reference, outdir=str(pulled))
                 got = pulled / path.name
                 digest = tree_sha256(got) if got.is_dir() else file_sha256(got) if got.is_file() else None
-                if digest != a["sha256"]:
-                    raise BadInputError(f"{reference}: pulled back {digest or 'nothing'}, expected {a['sha256']}")
+                if digest != a["sha256"]:  # the service returned other bytes than were pushed
+                    raise MissingRuntimeError(f"{reference}: pulled back {digest or 'nothing'}, expected {a['sha256']}")
                 pushed.append({"artifact": f"{a['target']}/{a['variant']}", "reference": reference, "sha256": digest})
             # the version's own tag: manifest, checksums and report, pushed last (it marks completion)
             meta = Path(tmp) / "meta"
@@ -298,7 +309,7 @@ def to_registry(root: Path, doc: dict, ref: OciRef, *, force: bool) -> dict:
             client.pull(target=index_ref, outdir=str(back))
             problems = check_sums(back, (back / SUMS).read_text())
             if problems:
-                raise BadInputError(f"{index_ref}: pulled back copy does not verify: {'; '.join(problems)}")
+                raise MissingRuntimeError(f"{index_ref}: pulled back copy does not verify: {'; '.join(problems)}")
     except ValueError as exc:
         raise _registry_error(index_ref, exc) from None
     except requests.RequestException as exc:
@@ -310,6 +321,11 @@ def to_registry(root: Path, doc: dict, ref: OciRef, *, force: bool) -> dict:
 
 
 # -- the serving image (docker) --------------------------------------------------------------------------
+
+def _image_id(a: dict) -> str | None:
+    image = (a.get("details") or {}).get("image")
+    return image.get("id") if isinstance(image, dict) else None
+
 
 def push_serving_image(doc: dict, a: dict, ref: OciRef, notes: list[str]) -> dict:
     """Push the serving target's image as TAG-serving, then pull it back by digest and compare ids."""
@@ -326,7 +342,11 @@ def push_serving_image(doc: dict, a: dict, ref: OciRef, notes: list[str]) -> dic
         client.ping()
     except Exception as exc:  # noqa: BLE001 - docker raises several unrelated types when absent
         raise MissingRuntimeError(f"pushing the serving image needs a Docker daemon ({exc.__class__.__name__}: {exc})") from None
-    local = client.images.get(image)
+    try:
+        local = client.images.get(image)
+    except docker.errors.ImageNotFound:
+        raise MissingRuntimeError(f"{a['target']}/{a['variant']}: image {image} is not in this Docker daemon "
+                                  "(publish on the machine that built it)") from None
     repository, tag = f"{ref.host}/{ref.repo}", _tag_for(ref, "serving")
     local.tag(repository, tag)
     auth = {"username": os.environ[ENV_USER], "password": os.environ.get(ENV_PASSWORD, "")} if os.environ.get(ENV_USER) else None
@@ -340,5 +360,5 @@ def push_serving_image(doc: dict, a: dict, ref: OciRef, notes: list[str]) -> dic
     by_digest = f"{repository}@{digest}"
     client.images.pull(by_digest, auth_config=auth)
     if client.images.get(by_digest).id != local.id:
-        raise BadInputError(f"{by_digest}: pulled image differs from the built one ({local.id})")
+        raise MissingRuntimeError(f"{by_digest}: pulled image differs from the built one ({local.id})")
     return {"artifact": f"{a['target']}/{a['variant']}", "reference": by_digest, "image_id": local.id}

@@ -7,6 +7,7 @@ are fresh). Always stopped in `finally`; its log is shown when it does not come 
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 import socket
 import subprocess
@@ -21,7 +22,9 @@ BINARY = "/usr/bin/docker-registry"
 
 def ensure_installed() -> str:
     if not Path(BINARY).exists():
-        subprocess.run(["apt-get", "install", "-y", "-qq", "docker-registry"], check=True, capture_output=True)
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        subprocess.run(["apt-get", "update", "-qq"], check=True, capture_output=True, env=env)
+        subprocess.run(["apt-get", "install", "-y", "-qq", "docker-registry"], check=True, capture_output=True, env=env)
         # Debian starts the packaged service on :5000 with its own config: tests use their own instance
         subprocess.run(["systemctl", "stop", "docker-registry"], capture_output=True)
     return BINARY

@@ -299,5 +299,13 @@ def test_serving_image_is_pushed_by_digest(built, registry, tmp_path):
         manifest = subprocess.run(["curl", "-sf", "-H", "Accept: application/vnd.docker.distribution.manifest.v2+json",
                                    f"http://{registry.host}/v2/digits/manifests/v3-serving"], capture_output=True, text=True)
         assert manifest.returncode == 0 and image.id.split(":")[1] in manifest.stdout  # config digest = image id
+
+        # another image under the same version is refused unless --force
+        def other_image(doc):
+            doc["artifacts"][-1]["details"]["image"]["id"] = "sha256:" + "0" * 64
+
+        _rewrite(out, other_image)
+        proc = run_cli("publish", str(out), "--to", registry.ref("digits", "v3"))
+        assert proc.returncode == 6 and "v3-serving" in proc.stderr
     finally:
         client.images.remove(image.id, force=True)  # every tag of the stand-in image

@@ -2,6 +2,7 @@
 generated from the contract when the user gives none."""
 from __future__ import annotations
 
+import io
 import zipfile
 from pathlib import Path
 
@@ -109,5 +110,8 @@ def take(data: dict[str, np.ndarray], rows: int) -> dict[str, np.ndarray]:
 
 
 def save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    with path.open("wb") as fh:
-        np.savez(fh, **arrays)
+    # Built in memory, then written: on a full disk np.savez leaves a half-closed ZipFile whose
+    # destructor prints a traceback.
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    path.write_bytes(buffer.getvalue())

@@ -19,19 +19,19 @@ def native_logs_to_file() -> Iterator[str]:
     sys.stderr.flush()
     saved = os.dup(2)
     fd, path = tempfile.mkstemp(prefix="deploykit-native-", suffix=".log")
+    os.unlink(path)  # nameless from the start: even a SIGKILLed process leaves no log file behind
     console = os.fdopen(os.dup(saved), "w", buffering=1, encoding="utf-8", errors="replace")
     old_stderr = sys.stderr
     os.dup2(fd, 2)
-    os.close(fd)
     sys.stderr = console
     try:
-        yield path
+        yield f"/proc/self/fd/{fd}"  # readable by `tail` while the file is open
     finally:
         sys.stderr = old_stderr
         os.dup2(saved, 2)
         os.close(saved)
+        os.close(fd)
         console.close()
-        os.unlink(path)
 
 
 def tail(path: str, lines: int = 15) -> str:

@@ -2,17 +2,22 @@
 
 A build writes into `.NAME.staging-PID` beside the output folder and renames it into place only
 when everything passed. A failed or killed build leaves the previous output untouched; the next
-build removes the leftovers. A second build into the same folder exits 75 at once.
+build removes the leftovers. A second build into the same folder exits 75 at once. While the folder
+is open, Python's temporary files (e.g. TensorFlow's autograph sources) go to `.NAME.tmp-PID` beside
+it, so a killed build's temporary files are leftovers the next build removes too. A full or read-only
+file system is `OutputUnwritableError` (exit 2), not a crash.
 """
 from __future__ import annotations
 
+import errno
 import fcntl
 import json
 import os
 import shutil
+import tempfile
 from pathlib import Path
 
-from .errors import BadInputError, LockedError
+from .errors import BadInputError, DeployKitError, LockedError, OutputUnwritableError
 
 MANIFEST = "manifest.json"
 
@@ -24,6 +29,8 @@ class OutputFolder:
         self.staging = self.parent / f".{self.out.name}.staging-{os.getpid()}"
         self._lock_path = self.parent / f".{self.out.name}.lock"
         self._lock_fd: int | None = None
+        self._tmp = self.parent / f".{self.out.name}.tmp-{os.getpid()}"
+        self._saved_tempdir: str | None = None
         self.committed = False
 
     def __enter__(self) -> "OutputFolder":
@@ -31,7 +38,7 @@ class OutputFolder:
             self.parent.mkdir(parents=True, exist_ok=True)
             self._lock_fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as exc:
-            raise BadInputError(f"{self.out}: cannot write here ({exc.strerror})") from None
+            raise OutputUnwritableError(f"{self.out}: cannot write here ({exc.strerror})") from None
         try:
             fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -42,9 +49,15 @@ class OutputFolder:
             self._check_replaceable()
             self._remove_leftovers()
             self.staging.mkdir()
-        except BaseException:
+            self._tmp.mkdir()
+        except BaseException as exc:
+            shutil.rmtree(self.staging, ignore_errors=True)
+            shutil.rmtree(self._tmp, ignore_errors=True)
             self._release()
+            if isinstance(exc, OSError):
+                raise OutputUnwritableError(f"{self.out}: cannot write here ({exc.strerror})") from None
             raise
+        self._saved_tempdir, tempfile.tempdir = tempfile.tempdir, str(self._tmp)
         return self
 
     def _check_replaceable(self) -> None:
@@ -66,7 +79,7 @@ class OutputFolder:
 
     def _remove_leftovers(self) -> None:
         """Staging and swap folders of builds that were killed (we hold the lock, so none is live)."""
-        for pattern in (f".{self.out.name}.staging-*", f".{self.out.name}.old-*"):
+        for pattern in (f".{self.out.name}.staging-*", f".{self.out.name}.old-*", f".{self.out.name}.tmp-*"):
             for stale in self.parent.glob(pattern):
                 shutil.rmtree(stale, ignore_errors=True)
 
@@ -78,13 +91,33 @@ class OutputFolder:
         shutil.rmtree(old, ignore_errors=True)
         self.committed = True
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, exc_type, exc, tb) -> None:
         if not self.committed:
             shutil.rmtree(self.staging, ignore_errors=True)
+        tempfile.tempdir = self._saved_tempdir
+        shutil.rmtree(self._tmp, ignore_errors=True)
         self._release()
+        why = _cannot_write(exc) if exc is not None and not isinstance(exc, DeployKitError) else None
+        if why:  # e.g. TensorFlow's ResourceExhaustedError while saving: a clear error, not a bug
+            reason = "no space left on the device" if why == "full" else "read-only file system"
+            raise OutputUnwritableError(
+                f"{self.out}: {reason} while writing the build; the previous output was kept "
+                "(free some space or choose another --out)"
+            ) from None
 
     def _release(self) -> None:
         if self._lock_fd is not None:
             fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
             os.close(self._lock_fd)
             self._lock_fd = None
+
+
+def _cannot_write(exc: BaseException) -> str | None:
+    """'full' or 'readonly' when `exc` says the disk is full or read-only (OSError or TF's errors)."""
+    text = str(exc)
+    if getattr(exc, "errno", None) in (errno.ENOSPC, errno.EDQUOT) or "No space left on device" in text \
+            or "Disk quota exceeded" in text:
+        return "full"
+    if getattr(exc, "errno", None) == errno.EROFS or "Read-only file system" in text:
+        return "readonly"
+    return None

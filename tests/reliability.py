@@ -63,7 +63,7 @@ def snapshot(folder: Path) -> dict[str, bytes] | None:
 
 
 def assert_no_leftovers(root: Path, tmp: Path | None = None) -> None:
-    stale = [p.name for p in root.iterdir() if ".staging-" in p.name or ".old-" in p.name]
+    stale = [p.name for p in root.iterdir() if any(k in p.name for k in (".staging-", ".old-", ".tmp-"))]
     assert not stale, f"left behind: {stale}"
     if tmp is not None:
         assert not list(tmp.iterdir()), f"temporary files left behind: {[p.name for p in tmp.iterdir()]}"

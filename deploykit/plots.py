@@ -41,7 +41,10 @@ def size_vs_p50(rows: list[dict]) -> str | None:
         ax.scatter(size / 1024, p50, s=36)
         ax.annotate(label, (size / 1024, p50), textcoords="offset points", xytext=(5, 4), fontsize=8)
     ax.set_xlabel("artifact size (KiB)")
-    ax.set_ylabel("p50 latency (ms)")
+    p50s = [p for _, p, _ in pts]
+    if max(p50s) / min(p50s) > 20:  # runtimes far apart (e.g. LiteRT vs TF.js): keep both readable
+        ax.set_yscale("log")
+    ax.set_ylabel("p50 latency (ms)" + (", log scale" if ax.get_yscale() == "log" else ""))
     ax.set_title("Size vs p50 latency per artifact")
     ax.grid(True, alpha=0.3)
     return _encode(plt, fig)

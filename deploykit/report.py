@@ -197,14 +197,14 @@ def render(doc: dict) -> dict[str, str]:
     return {"report.json": json.dumps(doc, indent=2) + "\n", "report.md": md, "report.html": html}
 
 
-def write(dest: Path, doc: dict) -> list[Path]:
+def write(dest: Path, doc: dict, rendered: dict[str, str] | None = None) -> list[Path]:
     """Check the document against its schema, then write the three files into `dest`."""
     import jsonschema
 
     jsonschema.validate(doc, schema())
     dest.mkdir(parents=True, exist_ok=True)
     written = []
-    for name, text in render(doc).items():
+    for name, text in (rendered or render(doc)).items():
         tmp = dest / f".{name}.tmp"
         tmp.write_text(text, encoding="utf-8")
         os.replace(tmp, dest / name)
@@ -234,9 +234,18 @@ def make(out: str | Path, *, baseline: str | None = None, thresholds: Thresholds
     doc_manifest = manifest_mod.read(root)
     old = _read_baseline(baseline) if baseline else None
     doc = build_report(doc_manifest, old, thresholds)
-    # The build's own report lives in OUT (covered by its checksums); a comparison goes beside it.
+    rendered = render(doc)
+    # The build's own report lives in OUT, sealed by the manifest's checksums: rewriting it there
+    # only reproduces it. A comparison, or a different rendering (another deploykit version), goes
+    # beside OUT so `deploykit validate OUT` keeps passing.
     target = Path(dest) if dest else (root.parent / f"{root.name}-report" if baseline else root)
-    write(target, doc)
+    if not dest and target == root and not _same_as_sealed(doc_manifest, rendered):
+        target = root.parent / f"{root.name}-report"
+        from .progress import for_terminal
+
+        for_terminal(True).warn(f"{root}'s report was rendered differently (another deploykit version?): "
+                                f"wrote the new one to {target} and left {root} unchanged")
+    write(target, doc, rendered)
     if summary:
         with open(summary, "a", encoding="utf-8") as fh:
             fh.write((target / "report.md").read_text(encoding="utf-8") + "\n")
@@ -245,6 +254,15 @@ def make(out: str | Path, *, baseline: str | None = None, thresholds: Thresholds
         raise BudgetError(f"{len(lines)} regression(s) against {baseline}:\n  " + "\n  ".join(lines),
                           details={"regressions": doc["baseline"]["regressions"], "report": str(target)})
     return doc, target
+
+
+def _same_as_sealed(manifest: dict, rendered: dict[str, str]) -> bool:
+    """True when OUT's checksums do not cover the report, or cover exactly these bytes."""
+    import hashlib
+
+    files = manifest["files"]
+    return all(name not in files or files[name]["sha256"] == hashlib.sha256(text.encode()).hexdigest()
+               for name, text in rendered.items())
 
 
 def _read_baseline(path: str) -> dict:
@@ -305,7 +323,8 @@ def _ratio_text(v) -> str:
 def _parity_summary(row: dict) -> str:
     parts = []
     for name, m in row["parity"]["outputs"].items():
-        bits = [f"{k} {_num(m[k], 4)}" for k in ("max_abs_rel", "cosine", "top1_agreement") if m.get(k) is not None]
+        bits = [f"{k} {_num(m[k], d)}" for k, d in (("max_abs_rel", 4), ("cosine", 6), ("top1_agreement", 4))
+                if m.get(k) is not None]
         parts.append(f"{name}: " + ", ".join(bits))
     return "; ".join(parts) or "–"
 

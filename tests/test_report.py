@@ -73,6 +73,21 @@ def test_report_command_reproduces_the_built_files_and_appends_the_summary(built
     assert text.startswith("# earlier step\n") and md in text
 
 
+def test_report_never_rewrites_a_sealed_report_differently(built, tmp_path):
+    """A report rendered differently from the one OUT's checksums cover (e.g. by another deploykit
+    version) goes beside OUT, which stays as built."""
+    out = _copy(built, tmp_path)
+    doc = manifest_mod.read(out)
+    doc["files"]["report.md"]["sha256"] = "0" * 64  # as if an older version had rendered it
+    manifest_mod.write(out, doc)
+    before = (out / "report.md").read_bytes()
+    proc = run_cli("report", str(out))
+    assert proc.returncode == 0, proc.stderr
+    assert "rendered differently" in proc.stderr and str(tmp_path / "out-report") in proc.stdout
+    assert (out / "report.md").read_bytes() == before
+    assert (tmp_path / "out-report" / "report.md").read_bytes() == before
+
+
 def test_report_does_not_import_tensorflow(built, tmp_path):
     out = _copy(built, tmp_path)
     code = (

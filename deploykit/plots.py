@@ -19,6 +19,17 @@ def _pyplot():
     return plt
 
 
+def _log(ax, which: str) -> None:
+    """A log axis with plain tick labels ("0.001", "1e-06"): the default mathtext labels cost
+    about a second per plot to lay out."""
+    from matplotlib.ticker import FuncFormatter
+
+    axis = ax.xaxis if which == "x" else ax.yaxis
+    (ax.set_xscale if which == "x" else ax.set_yscale)("log")
+    axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    axis.set_minor_formatter(FuncFormatter(lambda v, _: ""))
+
+
 def _label(row: dict) -> str:
     return f"{row['target']}/{row['variant']}"
 
@@ -43,7 +54,7 @@ def size_vs_p50(rows: list[dict]) -> str | None:
     ax.set_xlabel("artifact size (KiB)")
     p50s = [p for _, p, _ in pts]
     if max(p50s) / min(p50s) > 20:  # runtimes far apart (e.g. LiteRT vs TF.js): keep both readable
-        ax.set_yscale("log")
+        _log(ax, "y")
     ax.set_ylabel("p50 latency (ms)" + (", log scale" if ax.get_yscale() == "log" else ""))
     ax.set_title("Size vs p50 latency per artifact")
     ax.grid(True, alpha=0.3)
@@ -63,7 +74,7 @@ def latency_distribution(rows: list[dict]) -> str | None:
         for r in with_hist:
             h = r["latency"]["histogram"]
             ax.stairs(h["counts"], h["edges_ms"], label=_label(r))
-        ax.set_xscale("log")
+        _log(ax, "x")
         ax.set_xlabel("per-call latency (ms, log scale)")
         ax.set_ylabel("calls")
         ax.legend(fontsize=8)
@@ -94,7 +105,7 @@ def parity_error(rows: list[dict]) -> str | None:
         values = [max((r["parity"]["outputs"].get(name) or {}).get("max_abs_rel") or 0.0, floor) for r in rows]
         ax.barh([i + j * height for i in range(len(rows))], values, height=height, label=name)
     ax.set_yticks([i + height * (len(outputs) - 1) / 2 for i in range(len(rows))], [_label(r) for r in rows])
-    ax.set_xscale("log")
+    _log(ax, "x")
     ax.set_xlabel("max_abs_rel (max abs error / largest reference magnitude)")
     ax.set_title("Parity error per output")
     ax.legend(fontsize=8)

@@ -102,6 +102,19 @@ def test_publish_to_a_folder_verifies_and_refuses_other_content(built, tmp_path)
     assert (dest / "tflite" / "model_int8.tflite").read_bytes() == (other / "tflite" / "model_int8.tflite").read_bytes()
 
 
+def test_publish_does_not_import_tensorflow(built, tmp_path):
+    code = (
+        "import sys\nfrom deploykit.cli import main\n"
+        f"sys.argv = ['deploykit', 'publish', {str(built)!r}, '--to', {str(tmp_path / 'dest')!r}]\n"
+        "try:\n    main()\nexcept SystemExit as e:\n    assert not e.code, e.code\n"
+        "heavy = [m for m in ('tensorflow', 'tf_keras', 'keras') if m in sys.modules]\n"
+        "assert not heavy, heavy\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "dest" / "SHA256SUMS").is_file()
+
+
 def test_publish_refuses_unproven_and_changed_builds(built, tmp_path):
     failed = tmp_path / "failed"
     shutil.copytree(built, failed)

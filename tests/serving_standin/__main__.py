@@ -1,0 +1,3 @@
+from . import ensure_image
+
+print(ensure_image())

@@ -1,0 +1,235 @@
+#!/usr/bin/env python3
+"""STAND-IN for `tensorflow_model_server` (TF Serving), for tests on machines that cannot pull the
+real `tensorflow/serving` image. It is a test double: the product targets the real image.
+
+It accepts the `tensorflow_model_server` flags deploykit's Dockerfile passes (`--port`,
+`--rest_api_port`, `--rest_api_bind_address`... `--model_config_file`, `--model_name`,
+`--model_base_path`, `--file_system_poll_wait_seconds`, batching flags; unknown flags are logged
+and ignored), and serves the documented REST API with TensorFlow's own SavedModel loader:
+
+    GET  /v1/models/NAME[/versions/N]            model_version_status (state AVAILABLE when loaded)
+    POST /v1/models/NAME[/versions/N]:predict    {"instances": [...]} (row) or {"inputs": ...} (columnar)
+
+Like TF Serving it loads only version folders with integer names, serves the latest one (version
+policy `latest`), replays the warm-up requests in `assets.extra/`, polls the base path for new
+versions, and reports a version that fails to load
+(state END with an error), so a half-written version is visible to a test. No gRPC: `--port` is
+accepted and ignored.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import signal
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+ROUTE = re.compile(r"^/v1/models/([^/:]+)(?:/versions/(\d+))?(:predict|/metadata)?$")
+
+
+def log(msg: str) -> None:
+    print(f"[standin] {time.strftime('%H:%M:%S')} {msg}", file=sys.stderr, flush=True)
+
+
+class Model:
+    """One served model: polls base_path, keeps the latest loadable integer version."""
+
+    def __init__(self, name: str, base_path: str, poll: float):
+        self.name, self.base, self.poll = name, Path(base_path), poll
+        self.loaded: dict[int, object] = {}
+        self.status: dict[int, dict] = {}
+        self.lock = threading.Lock()
+        self.scan()
+        if poll > 0:
+            threading.Thread(target=self._loop, daemon=True).start()
+
+    def _loop(self) -> None:
+        while True:
+            time.sleep(self.poll)
+            self.scan()
+
+    def scan(self) -> None:
+        try:
+            versions = sorted(int(p.name) for p in self.base.iterdir() if p.is_dir() and p.name.isdigit())
+        except OSError:
+            versions = []
+        if not versions or versions[-1] in self.status:
+            return
+        version = versions[-1]
+        try:
+            loaded = tf.saved_model.load(str(self.base / str(version)))
+            _ = loaded.signatures["serving_default"]
+            warm = replay_warmup(loaded, self.base / str(version))
+            if warm:
+                log(f"Finished reading warmup data for model at {self.base / str(version)}. Number of warmup records read: {warm}.")
+        except Exception as exc:  # noqa: BLE001 - reported like TF Serving: state END with an error
+            log(f"ERROR loading {self.name} version {version}: {type(exc).__name__}: {str(exc)[:300]}")
+            with self.lock:
+                self.status[version] = {"version": str(version), "state": "END",
+                                        "status": {"error_code": "UNKNOWN", "error_message": str(exc)[:300]}}
+            return
+        with self.lock:
+            for old in list(self.loaded):  # version policy: latest 1
+                del self.loaded[old]
+                self.status[old] = {"version": str(old), "state": "END", "status": {"error_code": "OK", "error_message": ""}}
+            self.loaded[version] = loaded
+            self.status[version] = {"version": str(version), "state": "AVAILABLE",
+                                    "status": {"error_code": "OK", "error_message": ""}}
+        log(f"Successfully loaded servable version {{name: {self.name} version: {version}}}")
+
+    def get(self, version: int | None):
+        with self.lock:
+            if version is None:
+                if not self.loaded:
+                    return None, None
+                version = max(self.loaded)
+            return version, self.loaded.get(version)
+
+
+def replay_warmup(loaded, version_dir: Path) -> int:
+    """Run the PredictionLog records of assets.extra/tf_serving_warmup_requests, as TF Serving does
+    with --enable_model_warmup (a bad record fails the load)."""
+    path = version_dir / "assets.extra" / "tf_serving_warmup_requests"
+    if not path.exists():
+        return 0
+    from tensorflow_serving.apis import prediction_log_pb2
+
+    count = 0
+    for raw in tf.data.TFRecordDataset(str(path)):
+        request = prediction_log_pb2.PredictionLog.FromString(raw.numpy()).predict_log.request
+        fn = loaded.signatures[request.model_spec.signature_name or "serving_default"]
+        fn(**{k: tf.constant(tf.make_ndarray(v)) for k, v in request.inputs.items()})
+        count += 1
+    return count
+
+
+def parse_config(path: str) -> list[tuple[str, str]]:
+    """(name, base_path) of each `config { ... }` in a model_config_list text proto."""
+    text = Path(path).read_text()
+    names = re.findall(r'\bname:\s*"([^"]+)"', text)
+    bases = re.findall(r'\bbase_path:\s*"([^"]+)"', text)
+    if not names or len(names) != len(bases):
+        raise SystemExit(f"standin: cannot read model_config_list from {path}")
+    return list(zip(names, bases))
+
+
+def to_tensor(value, spec):
+    return tf.constant(np.asarray(value, dtype=spec.dtype.as_numpy_dtype))
+
+
+def predict(loaded, body: dict):
+    fn = loaded.signatures[body.get("signature_name", "serving_default")]
+    specs = fn.structured_input_signature[1]
+    names = sorted(specs)
+    if "instances" in body:
+        rows = body["instances"]
+        if len(names) == 1 and not (rows and isinstance(rows[0], dict)):
+            feeds = {names[0]: rows}
+        else:
+            feeds = {n: [r[n] for r in rows] for n in names}
+    elif "inputs" in body:
+        given = body["inputs"]
+        feeds = given if isinstance(given, dict) else {names[0]: given}
+    else:
+        raise ValueError("Missing 'instances' or 'inputs' key")
+    missing = set(names) - set(feeds)
+    if missing:
+        raise ValueError(f"Missing input(s): {', '.join(sorted(missing))}")
+    out = fn(**{n: to_tensor(feeds[n], specs[n]) for n in names})
+    out = {k: v.numpy().tolist() for k, v in out.items()}
+    if "instances" in body:
+        if len(out) == 1:
+            return {"predictions": next(iter(out.values()))}
+        n = len(next(iter(out.values())))
+        return {"predictions": [{k: v[i] for k, v in out.items()} for i in range(n)]}
+    return {"outputs": next(iter(out.values())) if len(out) == 1 else out}
+
+
+def make_handler(models: dict[str, Model]):
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+        disable_nagle_algorithm = True  # headers and body go out as two writes: no delayed-ACK stalls
+
+        def log_message(self, *args):  # quiet access log
+            pass
+
+        def _send(self, code: int, doc: dict) -> None:
+            raw = json.dumps(doc).encode()
+            self.send_response(code)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(raw)))
+            self.end_headers()
+            self.wfile.write(raw)
+
+        def _route(self):
+            m = ROUTE.match(self.path)
+            if not m or m.group(1) not in models:
+                return None, None, None
+            return models[m.group(1)], (int(m.group(2)) if m.group(2) else None), m.group(3)
+
+        def do_GET(self):
+            model, version, action = self._route()
+            if model is None or action == ":predict":
+                return self._send(404, {"error": f"Servable not found for request: {self.path}"})
+            with model.lock:
+                status = [s for v, s in sorted(model.status.items(), reverse=True) if version in (None, v)]
+            if not status:
+                return self._send(404, {"error": f"Could not find any versions of model {model.name}"})
+            self._send(200, {"model_version_status": status})
+
+        def do_POST(self):
+            length = int(self.headers.get("Content-Length", 0))
+            raw = self.rfile.read(length)
+            model, version, action = self._route()
+            if model is None or action != ":predict":
+                return self._send(404, {"error": f"Servable not found for request: {self.path}"})
+            version, loaded = model.get(version)
+            if loaded is None:
+                return self._send(404, {"error": f"Servable not found for request: {model.name}"})
+            try:
+                self._send(200, predict(loaded, json.loads(raw)))
+            except Exception as exc:  # noqa: BLE001 - a bad request, as TF Serving answers it
+                self._send(400, {"error": f"{type(exc).__name__}: {str(exc)[:500]}"})
+
+    return Handler
+
+
+def main(argv: list[str]) -> None:
+    p = argparse.ArgumentParser(prog="tensorflow_model_server (stand-in)")
+    p.add_argument("--port", type=int, default=8500)
+    p.add_argument("--rest_api_port", type=int, default=0)
+    # The real server listens on every interface; the stand-in binds loopback unless told otherwise, so on
+    # `--network host` (how the tests run it) nothing is reachable from outside the machine.
+    p.add_argument("--rest_api_bind_address", default=os.environ.get("STANDIN_BIND_ADDRESS", "127.0.0.1"))
+    p.add_argument("--model_config_file", default="")
+    p.add_argument("--model_name", default="default")
+    p.add_argument("--model_base_path", default="")
+    p.add_argument("--file_system_poll_wait_seconds", type=float, default=1.0)
+    p.add_argument("--enable_batching", default="false")
+    p.add_argument("--batching_parameters_file", default="")
+    signal.signal(signal.SIGTERM, lambda *_: os._exit(0))  # PID 1 in a container: stop promptly
+    args, unknown = p.parse_known_args(argv)
+    flags = [a for a in argv if a.startswith("--")]
+    log(f"flags: {' '.join(flags)}" + (f" (ignored by the stand-in: {' '.join(unknown)})" if unknown else ""))
+    pairs = parse_config(args.model_config_file) if args.model_config_file else [(args.model_name, args.model_base_path)]
+    models = {name: Model(name, base, args.file_system_poll_wait_seconds) for name, base in pairs}
+    if not args.rest_api_port:
+        raise SystemExit("standin: --rest_api_port is required (the stand-in serves REST only)")
+    ThreadingHTTPServer.request_queue_size = 128  # listen backlog: 16+ concurrent clients connect at once
+    server = ThreadingHTTPServer((args.rest_api_bind_address, args.rest_api_port), make_handler(models))
+    server.daemon_threads = True
+    log(f"Exporting HTTP/REST API at:{args.rest_api_bind_address}:{args.rest_api_port} ...")
+    server.serve_forever()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -15,6 +15,7 @@ from .base import Artifact, RunRequest, Target
 REGISTRY = {
     "tflite": "deploykit.targets.tflite:TFLiteTarget",
     "js": "deploykit.targets.js:JSTarget",
+    "serving": "deploykit.targets.serving:ServingTarget",
 }
 
 

@@ -54,8 +54,14 @@ class Target(ABC):
             "default_budgets": {k: dict(v) for k, v in cls.default_budgets.items()},
         }
 
+    def configure(self, config: "BuildConfig") -> None:
+        """Receive the build settings before `check_runtime` (optional)."""
+
     def check_runtime(self) -> None:
         """Raise MissingRuntimeError (exit 4) if this target's runtime cannot run here."""
+
+    def publish(self, records: list[dict]) -> None:
+        """After validation, before the manifest: publish what passed (optional; e.g. serving --push)."""
 
     @abstractmethod
     def prepare(self, model: "LoadedModel", saved_model: Path, data: Mapping, config: "BuildConfig", work: Path) -> dict:

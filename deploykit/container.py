@@ -1,0 +1,258 @@
+"""Containers for the serving target, through the Docker Engine API (the `docker` package).
+
+One job: the image and container lifecycle. Render the Dockerfile from the `docker/` templates,
+build the image (reading the build stream and failing on an error in it), run it hardened (non-root
+user, read-only root filesystem, every capability dropped, no-new-privileges; REST and gRPC on
+127.0.0.1: published ports when the daemon has a bridge network, `--network host` with free ports
+otherwise), wait for the model to be AVAILABLE with a deadline, always stop and remove the container,
+print its logs on failure, and push (failing on `errorDetail` in the push stream).
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import socket
+import sys
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Mapping
+
+from .errors import BadInputError, MissingRuntimeError
+
+DEFAULT_BASE_IMAGE = "tensorflow/serving:2.19.0"  # the TF Serving release matching the pinned TensorFlow
+LABEL = "org.deploykit.container"  # every container deploykit starts carries it (tests assert none are left)
+SERVING_USER = "10001:10001"
+DOCKER_HINT = ("start one (as root: bash scripts/setup-docker.sh, or `dockerd --iptables=false --bridge=none &`), "
+               "or pass --no-container to run only the in-process check")
+# name[:tag][@sha256:<64 hex>] (registry host and port allowed in the name)
+_IMAGE_REF = re.compile(r"^[a-z0-9]+(?:[._\-/:][a-z0-9]+)*(?::[\w][\w.\-]{0,127})?(?:@sha256:[0-9a-f]{64})?$")
+
+
+class ContainerError(RuntimeError):
+    """A build, start, readiness or push failure; the message carries the log tail."""
+
+
+def check_image_ref(ref: str, flag: str) -> str:
+    if not ref or not _IMAGE_REF.match(ref) or ref.endswith("@"):
+        raise BadInputError(f"{flag}: {ref!r} is not an image reference (NAME[:TAG] or NAME@sha256:<64 hex>)")
+    return ref
+
+
+def client():
+    """A connected Docker client, or MissingRuntimeError (exit 4) naming what to run."""
+    try:
+        import docker
+    except ImportError as exc:
+        raise MissingRuntimeError(f"the serving target needs the docker package ({exc}): pip install 'docker>=7,<8'") from None
+    where = os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+    try:
+        c = docker.from_env(timeout=120)
+        c.ping()
+    except Exception as exc:  # noqa: BLE001 - docker raises DockerException, requests errors, OSError
+        reason = str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
+        raise MissingRuntimeError(f"the serving target's container check needs a Docker daemon, and none answers at "
+                                  f"{where} ({reason}): {DOCKER_HINT}") from None
+    return c
+
+
+# ---- Dockerfile and image ---------------------------------------------------------------------
+def template_dir() -> Path:
+    """`docker/` in a source checkout; `deploykit/_docker/` inside the wheel."""
+    package = Path(__file__).resolve().parent
+    for root in (package / "_docker", package.parent / "docker"):
+        if (root / "Dockerfile.serving.j2").exists():
+            return root
+    raise FileNotFoundError(f"docker/Dockerfile.serving.j2 not found under {package}")
+
+
+def render_dockerfile(**values) -> str:
+    import jinja2
+
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(template_dir())), undefined=jinja2.StrictUndefined,
+                             keep_trailing_newline=True, autoescape=False)  # noqa: S701 - a Dockerfile, not HTML
+    return env.get_template("Dockerfile.serving.j2").render(**values)
+
+
+def build_image(c, context: Path, tag: str, labels: Mapping[str, str]) -> dict:
+    """Build `context/Dockerfile`; returns {"tag", "id"}. The base image must be local or pullable."""
+    log: list[str] = []
+    image_id = None
+    try:
+        for chunk in c.api.build(path=str(context), tag=tag, rm=True, forcerm=True, decode=True, labels=dict(labels)):
+            if "errorDetail" in chunk or "error" in chunk:
+                detail = chunk.get("errorDetail", {}).get("message") or chunk.get("error")
+                raise ContainerError(f"docker build {tag} failed: {detail}" + _tail(log))
+            if "stream" in chunk:
+                log.append(chunk["stream"].rstrip())
+            if "aux" in chunk and "ID" in chunk["aux"]:
+                image_id = chunk["aux"]["ID"]
+    except ContainerError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - APIError (e.g. base image not found), connection errors
+        raise ContainerError(f"docker build {tag} failed: {_first_line(exc)}" + _tail(log)) from None
+    image = c.images.get(tag)
+    return {"tag": tag, "id": image_id or image.id}
+
+
+def base_digest(c, ref: str) -> str | None:
+    """The registry digest of the base image (from the reference, or the local image's RepoDigests)."""
+    if "@sha256:" in ref:
+        return ref.split("@", 1)[1]
+    try:
+        digests = c.images.get(ref).attrs.get("RepoDigests") or []
+    except Exception:  # noqa: BLE001
+        return None
+    return digests[0].split("@", 1)[1] if digests else None
+
+
+def push(c, reference: str) -> str:
+    """Tag the local image as REGISTRY/REPO:TAG (done by the caller), push it, return its digest."""
+    repo, tag = split_tag(reference)
+    digest, log = None, []
+    try:
+        stream = c.api.push(repo, tag=tag, stream=True, decode=True)
+        for chunk in stream:  # registry errors arrive inside the stream, not as exceptions
+            if "errorDetail" in chunk or "error" in chunk:
+                detail = chunk.get("errorDetail", {}).get("message") or chunk.get("error")
+                raise ContainerError(f"docker push {reference} failed: {detail}")
+            if "status" in chunk:
+                log.append(str(chunk["status"]))
+            if "aux" in chunk and "Digest" in chunk["aux"]:
+                digest = chunk["aux"]["Digest"]
+    except ContainerError:
+        raise
+    except Exception as exc:  # noqa: BLE001
+        raise ContainerError(f"docker push {reference} failed: {_first_line(exc)}") from None
+    if not digest:
+        raise ContainerError(f"docker push {reference}: the registry reported no digest" + _tail(log))
+    return digest
+
+
+def split_tag(reference: str) -> tuple[str, str]:
+    """'host:5000/repo:tag' -> ('host:5000/repo', 'tag'); no tag -> 'latest'."""
+    name, _, tag = reference.rpartition(":")
+    if not name or "/" in tag:
+        return reference, "latest"
+    return name, tag
+
+
+# ---- running ----------------------------------------------------------------------------------
+@dataclass
+class Running:
+    container: object
+    rest_url: str  # http://127.0.0.1:PORT
+    grpc_port: int
+    network: str  # "bridge" (ports published on 127.0.0.1) or "host"
+    started: float
+
+    def logs(self) -> str:
+        try:
+            return self.container.logs().decode(errors="replace")
+        except Exception as exc:  # noqa: BLE001
+            return f"(logs unavailable: {exc})"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _network(c) -> str:
+    wanted = os.environ.get("DEPLOYKIT_DOCKER_NETWORK")
+    if wanted in ("host", "bridge"):
+        return wanted
+    try:
+        return "bridge" if c.networks.list(names=["bridge"]) else "host"
+    except Exception:  # noqa: BLE001
+        return "host"
+
+
+@contextlib.contextmanager
+def serving(c, image: str, model_name: str, *, deadline: float = 180.0, label: str = "serving") -> Iterator[Running]:
+    """Start the image hardened, wait until `model_name` is AVAILABLE, yield, always stop and remove.
+
+    On any failure inside (startup or the caller's checks) the container's logs go to stderr.
+    """
+    network = _network(c)
+    rest, grpc = (free_port(), free_port()) if network == "host" else (8501, 8500)
+    kwargs = dict(
+        detach=True, name=f"deploykit-{label.replace('/', '-')}-{uuid.uuid4().hex[:8]}",
+        labels={LABEL: label}, user=SERVING_USER, read_only=True, cap_drop=["ALL"],
+        security_opt=["no-new-privileges"], tmpfs={"/tmp": "rw,noexec,nosuid,size=64m"},  # noqa: S108
+        environment={"REST_PORT": str(rest), "GRPC_PORT": str(grpc), "HOME": "/tmp"},  # noqa: S108
+        mem_limit="2g", pids_limit=512,
+    )
+    if network == "host":
+        kwargs["network_mode"] = "host"
+    else:
+        kwargs["ports"] = {f"{rest}/tcp": ("127.0.0.1", None), f"{grpc}/tcp": ("127.0.0.1", None)}
+    container = None
+    failed = True
+    try:
+        container = c.containers.run(image, **kwargs)
+        if network == "bridge":
+            container.reload()
+            ports = container.attrs["NetworkSettings"]["Ports"]
+            rest, grpc = int(ports[f"{rest}/tcp"][0]["HostPort"]), int(ports[f"{grpc}/tcp"][0]["HostPort"])
+        run = Running(container, f"http://127.0.0.1:{rest}", grpc, network, time.perf_counter())
+        wait_available(run, model_name, deadline)
+        yield run
+        failed = False
+    finally:
+        if container is not None:
+            if failed:
+                _print_logs(container, label)
+            with contextlib.suppress(Exception):
+                container.stop(timeout=3)
+            with contextlib.suppress(Exception):
+                container.remove(force=True)
+
+
+def wait_available(run: Running, model_name: str, deadline: float) -> float:
+    """Poll GET /v1/models/NAME until a version is AVAILABLE (HTTP 200 alone is not enough)."""
+    import requests
+
+    end = time.perf_counter() + deadline
+    last = "no answer yet"
+    while time.perf_counter() < end:
+        run.container.reload()
+        if run.container.status in ("exited", "dead"):
+            raise ContainerError(f"the container exited before the model was AVAILABLE (status {run.container.status}, "
+                                 f"exit code {run.container.attrs['State'].get('ExitCode')})")
+        try:
+            r = requests.get(f"{run.rest_url}/v1/models/{model_name}", timeout=2)
+            states = [s.get("state") for s in r.json().get("model_version_status", [])] if r.ok else []
+            if "AVAILABLE" in states:
+                return time.perf_counter() - run.started
+            last = f"HTTP {r.status_code}, states {states or r.text[:200]}"
+        except Exception as exc:  # noqa: BLE001 - not listening yet
+            last = _first_line(exc)
+        time.sleep(0.25)
+    raise ContainerError(f"model {model_name} was not AVAILABLE within {deadline:.0f} s (last: {last})")
+
+
+def leftover_containers(c) -> list[str]:
+    return [x.name for x in c.containers.list(all=True, filters={"label": LABEL})]
+
+
+def _print_logs(container, label: str) -> None:
+    try:
+        logs = container.logs(tail=80).decode(errors="replace")
+    except Exception as exc:  # noqa: BLE001
+        logs = f"(logs unavailable: {exc})"
+    print(f"--- {label}: container {container.name} logs (last 80 lines) ---\n{logs.rstrip()}\n--- end of logs ---",
+          file=sys.stderr, flush=True)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return (text.splitlines()[0] if text else type(exc).__name__)[:300]
+
+
+def _tail(lines: list[str], n: int = 5) -> str:
+    useful = [ln for ln in lines if ln.strip()]
+    return (" | " + " | ".join(useful[-n:])[:600]) if useful else ""

@@ -1,0 +1,366 @@
+"""TF Serving target: a model repository and a Docker image, validated in process and through the container.
+
+Artifact: the folder `serving/` (see `serving_repo` for its layout: models/NAME/VERSION/ SavedModel
+with a warm-up file, models.config, batching parameters, Dockerfile). The SavedModel has
+`serving_default` over tensors named after the model's inputs and, when every input has a fixed
+numeric shape, `tf_example`: one string tensor `examples` of serialized tf.Example protos parsed with
+a feature spec derived from the model's inputs (the Estimator / TF Ranking export shape).
+
+Validation (one artifact, judged by its worst check against the reference outputs):
+  1. in process: load the SavedModel from the repository, call `serving_default` on the parity data
+     (and check `tf_example` agrees with it);
+  2. in the container (unless `--no-container`): build the image through the Docker Engine API,
+     run it hardened (non-root, read-only root filesystem, no capabilities, no-new-privileges),
+     wait for AVAILABLE, then REST `:predict` in the row and the columnar format; latency p50/p90/p99
+     and throughput at 1, 4 and 16 clients. The container is always stopped and removed.
+`--push REGISTRY/REPO:TAG` pushes the image after every check passed (`publish`).
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from pathlib import Path
+from typing import Mapping
+
+import numpy as np
+
+from .. import __version__
+from .. import container as ctr
+from .. import serving_repo as repo
+from ..errors import BadInputError, DeployKitError, MissingRuntimeError
+from .base import Artifact, RunRequest, Target
+
+VERSION = 1
+EXAMPLES_SIGNATURE = "tf_example"
+CHECKS = ("in-process", "rest-row", "rest-columnar")
+
+
+class ServingTarget(Target):
+    name = "serving"
+    summary = "TF Serving model repository + Docker image, validated in process and through REST in the container"
+    runtime = "tf-serving"
+    variants = ("float32",)
+    # The SavedModel is the model's own graph: in process it matches exactly; REST carries numbers as
+    # JSON decimal text, which keeps float32 values to within a few ulps.
+    default_budgets = {"float32": {"max_abs_rel": 1e-5}}
+
+    def __init__(self) -> None:
+        self.plan: dict = {}
+        self._container = True
+        self._client = None
+        self._latency_cache: dict[str, dict] = {}
+
+    # ---- runtime check ------------------------------------------------------------------------
+    def configure(self, config) -> None:
+        self._container = config.container
+        base = config.base_image or os.environ.get("DEPLOYKIT_SERVING_BASE_IMAGE") or ctr.DEFAULT_BASE_IMAGE
+        self._base_image = ctr.check_image_ref(base, "--base-image")
+        if config.push:
+            ctr.check_image_ref(config.push, "--push")
+            if not config.container:
+                raise BadInputError("--push needs the container image: drop --no-container")
+
+    def check_runtime(self) -> None:
+        if self._container:
+            self._client = ctr.client()  # MissingRuntimeError (exit 4) naming what to run
+
+    # ---- preflight: the SavedModel with its serving signatures -------------------------------
+    def prepare(self, model, saved_model, data, config, work) -> dict:
+        from ..tfenv import tensorflow
+
+        tf = tensorflow()
+        self.configure(config)
+        self._push, self._latency, self._contract = config.push, config.latency, model.contract
+        self._model_name = repo.model_name(model.source.location)
+        self._source = model.source.location
+        self._warmup = repo.warmup_requests(self._model_name, data)
+        module = tf.Module()
+        module.model = model.trackable
+        module.serve = model.serving_function()
+        signatures = {"serving_default": module.serve.get_concrete_function()}
+        spec = feature_spec(model.contract)
+        if spec is not None:
+            module.parse = examples_function(tf, model.call, model.contract, spec)
+            signatures[EXAMPLES_SIGNATURE] = module.parse.get_concrete_function()
+        self._saved_model = work / "serving_saved_model"
+        tf.saved_model.save(module, str(self._saved_model), signatures=signatures)
+        self.plan = {
+            "model_name": self._model_name, "model_version": VERSION, "signatures": sorted(signatures),
+            "inputs": model.contract.input_names, "base_image": self._base_image,
+            "container_check": bool(self._container),
+        }
+        if self._container and self._client is None:
+            self._client = ctr.client()
+        return dict(self.plan)
+
+    # ---- conversion: repository, Dockerfile, image ---------------------------------------------
+    def convert(self, variant: str, dest: Path, calibration: Mapping, config) -> Artifact:
+        from ..sniff import tree_sha256
+
+        started = time.perf_counter()
+        root = dest  # staging/serving
+        version_dir = repo.write_version(root / "models" / self._model_name, VERSION, self._saved_model, self._warmup)
+        (root / "models.config").write_text(repo.models_config([self._model_name]))
+        (root / "batching_parameters.txt").write_text(repo.batching_parameters())
+        model_sha = tree_sha256(version_dir)
+        values = {
+            "base_image": self._base_image, "model_name": self._model_name, "model_version": VERSION,
+            "model_sha256": model_sha, "source": self._source, "revision": _revision(),
+            "deploykit_version": __version__, "user": ctr.SERVING_USER, "extra_flags": "",
+        }
+        (root / "Dockerfile").write_text(ctr.render_dockerfile(**values))
+        details = {**self.plan, "model_sha256": model_sha, "warmup_requests": len(self._warmup),
+                   "models_config": "models.config", "dockerfile": "Dockerfile"}
+        if self._container:
+            details["image"] = self._build_image(root, model_sha)
+        details["convert_seconds"] = round(time.perf_counter() - started, 3)
+        return Artifact(self.name, variant, root, details)
+
+    def _build_image(self, root: Path, model_sha: str) -> dict:
+        c = self._client
+        _ensure_base(c, self._base_image)
+        tag = f"deploykit-serving/{self._model_name}:{model_sha[:12]}"
+        try:
+            built = ctr.build_image(c, root, tag, {"org.deploykit.model.sha256": model_sha})
+        except ctr.ContainerError as exc:
+            raise DeployKitError(str(exc)) from None
+        return {**built, "base_image": self._base_image, "base_digest": ctr.base_digest(c, self._base_image),
+                "repo_digest": None, "pushed": None}
+
+    # ---- validation -----------------------------------------------------------------------------
+    def run(self, request: RunRequest, work: Path) -> dict:
+        artifact = request.artifact
+        with np.load(request.inputs, allow_pickle=False) as npz:
+            inputs = {k: npz[k] for k in npz.files}
+        try:
+            if request.mode == "parity":
+                return self._parity(artifact, inputs, request)
+            return self._latency_run(artifact, inputs, request)
+        except (ctr.ContainerError, DeployKitError, OSError) as exc:
+            return {"ok": False, "error": f"serving/{artifact.variant}: {exc}"}
+        except Exception as exc:  # noqa: BLE001 - Docker API and HTTP errors: a runtime failure of this artifact
+            return {"ok": False, "error": f"serving/{artifact.variant}: {type(exc).__name__}: {str(exc).splitlines()[0][:300]}"}
+
+    def _parity(self, artifact: Artifact, inputs: dict, request: RunRequest) -> dict:
+        from .. import parity
+
+        details = artifact.details
+        names = [o for o in (self._contract_names(artifact) or [])]
+        version_dir = Path(artifact.path) / "models" / details["model_name"] / str(details["model_version"])
+        outputs = {"in-process": in_process(version_dir, inputs, check_examples=EXAMPLES_SIGNATURE in details["signatures"])}
+        names = names or sorted(outputs["in-process"])
+        runtime = "tf-serving[in-process]"
+        if details.get("image"):
+            outputs.update(self._through_container(artifact, inputs, names))
+            runtime = f"tf-serving[{','.join(CHECKS)}]"
+        reference_path = Path(request.inputs).with_name("reference.npz")
+        errors = {}
+        if reference_path.exists():
+            with np.load(reference_path, allow_pickle=False) as npz:
+                reference = {k: npz[k] for k in npz.files}
+            for check, out in outputs.items():
+                errors[check] = max(
+                    parity.output_metrics(reference[k], np.asarray(y).astype(reference[k].dtype))["max_abs_rel"]
+                    if k in reference and reference[k].shape == np.shape(y) else float("inf")
+                    for k, y in out.items()
+                )
+        worst = max(outputs, key=lambda k: errors.get(k, 0.0))
+        np.savez(request.outputs, **{k: np.asarray(v, dtype=np.float32) for k, v in outputs[worst].items()})
+        if isinstance(details, dict):
+            details["checks"] = {k: {"max_abs_rel": errors.get(k)} for k in outputs}
+        return {"ok": True, "rows": len(next(iter(inputs.values()))), "check": worst,
+                "runtime": runtime, "runtime_version": self._runtime_version(details)}
+
+    def _contract_names(self, artifact) -> list[str] | None:
+        contract = getattr(self, "_contract", None)
+        return contract.output_names if contract is not None else None
+
+    def _runtime_version(self, details) -> str:
+        from ..tfenv import tensorflow
+
+        image = details.get("image") or {}
+        server = f"image {image['base_image']}" if image else "no container"
+        return f"{server}; in-process tensorflow {tensorflow().__version__}"
+
+    def _through_container(self, artifact: Artifact, inputs: dict, names: list[str]) -> dict:
+        from ..serving_rest import RestClient, load_figures, sequential
+
+        details = artifact.details
+        c = self._client or ctr.client()
+        model = details["model_name"]
+        lat = getattr(self, "_latency", None)
+        with ctr.serving(c, details["image"]["id"], model, label=f"serving-{model}") as running:
+            load_ms = (time.perf_counter() - running.started) * 1000
+            client = RestClient(running.rest_url, model, version=details["model_version"])
+            out = {"rest-row": client.predict_all(inputs, names, "row"),
+                   "rest-columnar": client.predict_all(inputs, names, "columnar")}
+            health = _user_and_health(running)
+            if lat is not None and lat.enabled:
+                timings, first_ms = sequential(client, inputs, lat.warmup, lat.iterations, lat.max_seconds)
+                figures = load_figures(client, inputs, seconds=min(2.0, lat.max_seconds))
+                self._latency_cache[str(artifact.path)] = {
+                    "timings_ms": timings, "warmup": lat.warmup, "load_ms": load_ms, "first_inference_ms": first_ms,
+                    "peak_rss_mb": _memory_mb(running.container), "threads": None,
+                    "runtime": f"tf-serving[rest, {running.network} network]",
+                    "runtime_version": self._runtime_version(details), "concurrency": figures,
+                }
+                if isinstance(details, dict):
+                    details["concurrency"] = figures
+        if isinstance(details, dict):
+            details["container"] = {"network": running.network, "ready_ms": round(load_ms, 1), **health}
+        return out
+
+    def _latency_run(self, artifact: Artifact, inputs: dict, request: RunRequest) -> dict:
+        cached = self._latency_cache.pop(str(artifact.path), None)
+        if cached is None:  # e.g. `deploykit validate --latency`, or --no-container: time the in-process call
+            return in_process_latency(artifact, inputs, request.latency)
+        return {"ok": True, **cached}
+
+    # ---- publish (after every check passed) ------------------------------------------------------
+    def publish(self, records: list[dict]) -> None:
+        if not self._push:
+            return
+        mine = [r for r in records if r["artifact"].target == self.name]
+        if not mine or not all(r["passed"] for r in mine):
+            return
+        for r in mine:
+            image = r["artifact"].details.get("image")
+            if not image:
+                raise DeployKitError("--push needs the container image: drop --no-container")
+            repo_name, tag = ctr.split_tag(self._push)
+            self._client.images.get(image["id"]).tag(repo_name, tag)
+            try:
+                digest = ctr.push(self._client, self._push)
+            except ctr.ContainerError as exc:
+                raise MissingRuntimeError(f"--push {self._push}: {exc}") from None
+            image.update(pushed=self._push, repo_digest=f"{repo_name}@{digest}")
+
+
+# ---- helpers ------------------------------------------------------------------------------------
+def feature_spec(contract) -> dict | None:
+    """name -> (sample shape, dtype) for tf.Example parsing, or None if some input cannot be parsed."""
+    spec = {}
+    for t in contract.inputs:
+        shape = tuple(t.sample_shape)
+        if any(d is None for d in shape) or not (t.dtype.startswith("float") or t.dtype.startswith("int")):
+            return None
+        spec[t.name] = (shape, t.dtype)
+    return spec
+
+
+def examples_function(tf, call, contract, spec):
+    features = {n: tf.io.FixedLenFeature(shape, tf.float32 if dt.startswith("float") else tf.int64)
+                for n, (shape, dt) in spec.items()}
+
+    def parse(examples):
+        parsed = tf.io.parse_example(examples, features)
+        return call({n: tf.cast(parsed[n], tf.as_dtype(dt)) for n, (_, dt) in spec.items()})
+
+    return tf.function(parse, input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
+
+
+def serialize_examples(inputs: Mapping[str, np.ndarray]) -> list[bytes]:
+    from ..tfenv import tensorflow
+
+    tf = tensorflow()
+    n = len(next(iter(inputs.values())))
+    out = []
+    for i in range(n):
+        feature = {}
+        for k, v in inputs.items():
+            flat = np.asarray(v[i]).ravel()
+            feature[k] = (tf.train.Feature(float_list=tf.train.FloatList(value=flat.tolist()))
+                          if flat.dtype.kind == "f" else tf.train.Feature(int64_list=tf.train.Int64List(value=flat.tolist())))
+        out.append(tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString())
+    return out
+
+
+def in_process(version_dir: Path, inputs: Mapping[str, np.ndarray], *, check_examples: bool) -> dict[str, np.ndarray]:
+    """Load the SavedModel from the repository and call `serving_default` on every row."""
+    from ..tfenv import tensorflow
+
+    tf = tensorflow()
+    loaded = tf.saved_model.load(str(version_dir))
+    fn = loaded.signatures["serving_default"]
+    n = len(next(iter(inputs.values())))
+    parts: dict[str, list] = {}
+    for start in range(0, n, 256):
+        out = fn(**{k: tf.constant(v[start : start + 256]) for k, v in inputs.items()})
+        for k, y in out.items():
+            parts.setdefault(k, []).append(y.numpy())
+    result = {k: np.concatenate(v) for k, v in parts.items()}
+    if check_examples:
+        head = {k: v[:16] for k, v in inputs.items()}
+        parsed = loaded.signatures[EXAMPLES_SIGNATURE](examples=tf.constant(serialize_examples(head)))
+        for k, y in parsed.items():
+            if not np.allclose(y.numpy(), result[k][:16], rtol=1e-5, atol=1e-6):
+                raise DeployKitError(f"{version_dir}: signature {EXAMPLES_SIGNATURE} disagrees with serving_default on output {k}")
+    return result
+
+
+def in_process_latency(artifact: Artifact, inputs: Mapping[str, np.ndarray], lat) -> dict:
+    from ..tfenv import tensorflow
+
+    tf = tensorflow()
+    d = artifact.details
+    t0 = time.perf_counter()
+    fn = tf.saved_model.load(str(Path(artifact.path) / "models" / d["model_name"] / str(d["model_version"]))).signatures["serving_default"]
+    load_ms = (time.perf_counter() - t0) * 1000
+    rows = [{k: tf.constant(v[i : i + 1]) for k, v in inputs.items()} for i in range(min(64, len(next(iter(inputs.values())))))]
+    t0 = time.perf_counter()
+    fn(**rows[0])
+    first_ms = (time.perf_counter() - t0) * 1000
+    for i in range(lat.warmup):
+        fn(**rows[i % len(rows)])
+    timings, end = [], time.perf_counter() + lat.max_seconds
+    for i in range(lat.iterations):
+        t = time.perf_counter()
+        fn(**rows[i % len(rows)])
+        timings.append((time.perf_counter() - t) * 1000)
+        if time.perf_counter() > end:
+            break
+    import resource
+
+    return {"ok": True, "timings_ms": timings, "warmup": lat.warmup, "load_ms": load_ms, "first_inference_ms": first_ms,
+            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "threads": None,
+            "runtime": "tf-serving[in-process]", "runtime_version": f"tensorflow {tf.__version__}"}
+
+
+def _ensure_base(c, ref: str) -> None:
+    """The base image must be local or pullable; otherwise exit 4 naming --base-image."""
+    try:
+        c.images.get(ref)
+        return
+    except Exception:  # noqa: BLE001 - ImageNotFound, or a digest reference not known locally
+        pass
+    try:
+        c.images.pull(ref)
+    except Exception as exc:  # noqa: BLE001
+        reason = str(exc).splitlines()[0][:200]
+        raise MissingRuntimeError(f"--base-image {ref}: not available locally and cannot be pulled ({reason}); "
+                                  "load it (docker load / docker pull where a registry is reachable) or pass "
+                                  "--base-image with a local image") from None
+
+
+def _user_and_health(running) -> dict:
+    """The hardening the container actually ran with (from the Engine API)."""
+    cfg = running.container.attrs.get("HostConfig", {})
+    return {"user": running.container.attrs.get("Config", {}).get("User"), "read_only_rootfs": cfg.get("ReadonlyRootfs"),
+            "cap_drop": cfg.get("CapDrop"), "security_opt": cfg.get("SecurityOpt")}
+
+
+def _memory_mb(container) -> float | None:
+    try:
+        stats = container.stats(stream=False)["memory_stats"]
+        return round((stats.get("max_usage") or stats.get("usage")) / 2**20, 1)
+    except Exception:  # noqa: BLE001
+        return None
+
+
+def _revision() -> str:
+    try:
+        proc = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10)
+        return proc.stdout.strip() if proc.returncode == 0 else "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"

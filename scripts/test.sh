@@ -7,4 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 bash scripts/setup-js.sh
+bash scripts/setup-docker.sh
+# serving: the contract tests build FROM the cached STAND-IN (tensorflow/serving cannot be pulled here)
+export DEPLOYKIT_SERVING_BASE_IMAGE="${DEPLOYKIT_SERVING_BASE_IMAGE:-$(.venv/bin/python -m tests.serving_standin)}"
 exec .venv/bin/python -m pytest "$@"

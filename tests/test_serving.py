@@ -1,0 +1,274 @@
+"""The serving target end to end: model repository, image (Docker Engine API), hardened container,
+parity over REST (row and columnar), latency at 1/4/16 clients, push to a real local registry and
+pull back by digest, cleanup of every container, atomic versions under a polling server, and the
+missing-daemon error.
+
+The base image is the STAND-IN (tests/serving_standin), pushed to the local registry and pinned by
+digest, because tensorflow/serving cannot be pulled here. Needs scripts/setup-docker.sh (dockerd and
+the registry on 127.0.0.1:5000); CI runs it from scripts/test.sh.
+"""
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import deploykit
+from deploykit import container as ctr
+from deploykit import serving_repo
+from deploykit.targets.serving import EXAMPLES_SIGNATURE, serialize_examples
+
+from .conftest import FAST, NO_LATENCY, ROOT, run_cli
+from . import models
+
+pytestmark = [pytest.mark.slow, pytest.mark.docker]
+REGISTRY = "127.0.0.1:5000"
+
+
+@pytest.fixture(scope="module")
+def docker_client():
+    c = ctr.client()  # fails loudly (exit-4 error) when no daemon runs: CI starts one
+    yield c
+    assert ctr.leftover_containers(c) == [], "containers left behind"
+
+
+@pytest.fixture(scope="module")
+def pinned_base(docker_client):
+    """The stand-in image pushed to the local registry, referenced by digest (NAME@sha256:...)."""
+    from .serving_standin import ensure_image
+
+    tag = ensure_image()
+    name, version = ctr.split_tag(tag)
+    remote = f"{REGISTRY}/{name}"
+    docker_client.images.get(tag).tag(remote, version)
+    digest = ctr.push(docker_client, f"{remote}:{version}")
+    return f"{remote}@{digest}"
+
+
+@pytest.fixture(scope="module")
+def example(tmp_path_factory, pinned_base):
+    out = tmp_path_factory.mktemp("serving") / "out"
+    push = f"{REGISTRY}/deploykit-test/digits:{uuid.uuid4().hex[:8]}"
+    doc = deploykit.build(targets=("serving",), out=str(out), base_image=pinned_base, push=push, **FAST)
+    return out, doc, doc["artifacts"][0]
+
+
+@pytest.fixture(scope="module")
+def multi(tmp_path_factory, pinned_base):
+    folder = tmp_path_factory.mktemp("serving-multi")
+    model = models.multi_io(folder / "multi.keras")
+    np.savez(folder / "multi.npz", **models.multi_io_data(48))
+    doc = deploykit.build(model=str(model), data=str(folder / "multi.npz"), targets=("serving",),
+                          out=str(folder / "out"), base_image=pinned_base, **NO_LATENCY)
+    return folder / "out", doc, doc["artifacts"][0]
+
+
+def test_example_passes_in_process_and_over_rest_in_both_formats(example):
+    _, doc, a = example
+    assert doc["passed"] and a["passed"] and a["failures"] == []
+    assert a["parity"]["runtime"] == "tf-serving[in-process,rest-row,rest-columnar]"
+    checks = a["details"]["checks"]
+    assert set(checks) == {"in-process", "rest-row", "rest-columnar"}
+    for name, c in checks.items():
+        assert c["max_abs_rel"] <= 1e-5, name
+    assert a["parity"]["samples"] == doc["data"]["parity_rows"] > 0
+
+
+def test_latency_through_the_container_at_1_4_16_clients(example):
+    _, _, a = example
+    lat = a["latency"]
+    assert lat["runtime"].startswith("tf-serving[rest")
+    assert 0 < lat["p50_ms"] <= lat["p90_ms"] <= lat["p99_ms"]
+    assert lat["load_ms"] > 0 and lat["first_inference_ms"] > 0 and lat["peak_rss_mb"] > 0
+    levels = a["details"]["concurrency"]
+    assert set(levels) == {"1", "4", "16"}
+    for n, fig in levels.items():
+        assert fig["clients"] == int(n) and fig["requests"] > 0 and fig["throughput_per_s"] > 0
+        assert 0 < fig["p50_ms"] <= fig["p99_ms"]
+
+
+def test_repository_layout_config_and_warmup(example):
+    out, _, a = example
+    root = out / a["path"]
+    name, version = a["details"]["model_name"], a["details"]["model_version"]
+    assert name == "digits_cnn" and version == 1
+    versions = [p.name for p in (root / "models" / name).iterdir()]
+    assert versions == ["1"], "only the integer version folder (no staging leftovers)"
+    config = (root / "models.config").read_text()
+    assert f'name: "{name}"' in config and f'base_path: "/models/{name}"' in config
+    assert "model_version_policy { latest { num_versions: 1 } }" in config
+    assert "max_batch_size" in (root / "batching_parameters.txt").read_text()
+    logs = serving_repo.read_warmup(root / "models" / name / "1" / "assets.extra" / serving_repo.WARMUP_FILE)
+    assert len(logs) == a["details"]["warmup_requests"] > 0
+    request = logs[0].predict_log.request
+    assert request.model_spec.name == name and request.model_spec.signature_name == "serving_default"
+    assert sorted(request.inputs) == sorted(a["details"]["inputs"]) == ["pixels"]
+    assert set(a["details"]["signatures"]) == {"serving_default", EXAMPLES_SIGNATURE}
+
+
+def test_dockerfile_and_image_labels(example, docker_client, pinned_base):
+    out, _, a = example
+    text = (out / a["path"] / "Dockerfile").read_text()
+    assert text.splitlines()[2] == f"FROM {pinned_base}"
+    assert "USER 10001:10001" in text and "AVAILABLE" in text and "HEALTHCHECK" in text
+    image = a["details"]["image"]
+    assert image["base_image"] == pinned_base and image["base_digest"] == pinned_base.split("@")[1]
+    attrs = docker_client.images.get(image["id"]).attrs
+    labels = attrs["Config"]["Labels"]
+    assert labels["org.deploykit.model.sha256"] == a["details"]["model_sha256"]
+    assert labels["org.opencontainers.image.version"] == "1"
+    for key in ("org.opencontainers.image.source", "org.opencontainers.image.revision"):
+        assert labels[key]
+    assert attrs["Config"]["User"] == "10001:10001"
+    assert "AVAILABLE" in " ".join(attrs["Config"]["Healthcheck"]["Test"])
+
+
+def test_container_ran_hardened(example):
+    _, _, a = example
+    c = a["details"]["container"]
+    assert c["user"] == "10001:10001" and c["read_only_rootfs"] is True
+    assert c["cap_drop"] == ["ALL"] and "no-new-privileges" in c["security_opt"]
+
+
+def test_pushed_image_pulls_back_by_digest(example, docker_client):
+    _, _, a = example
+    image = a["details"]["image"]
+    assert image["pushed"] and image["repo_digest"].startswith(f"{REGISTRY}/deploykit-test/digits@sha256:")
+    docker_client.images.remove(image["pushed"])  # drop the tag, then fetch from the registry by digest
+    pulled = docker_client.images.pull(image["repo_digest"])
+    assert pulled.id == image["id"]
+
+
+def test_push_stream_error_fails(docker_client, example):
+    _, _, a = example
+    docker_client.images.get(a["details"]["image"]["id"]).tag("127.0.0.1:5999/nowhere/x", "t")  # nothing listens
+    try:
+        with pytest.raises(ctr.ContainerError, match="push 127.0.0.1:5999/nowhere/x:t failed"):
+            ctr.push(docker_client, "127.0.0.1:5999/nowhere/x:t")
+    finally:
+        docker_client.images.remove("127.0.0.1:5999/nowhere/x:t")
+
+
+def test_multi_input_multi_output_over_rest(multi):
+    out, doc, a = multi
+    assert doc["passed"] and a["passed"]
+    assert set(a["parity"]["outputs"]) == {"score", "probs"}
+    assert a["parity"]["runtime"] == "tf-serving[in-process,rest-row,rest-columnar]"
+    for c in a["details"]["checks"].values():
+        assert c["max_abs_rel"] <= 1e-5
+
+
+def test_tf_example_signature_matches_serving_default(multi, tf):
+    out, _, a = multi
+    loaded = tf.saved_model.load(str(out / a["path"] / "models" / a["details"]["model_name"] / "1"))
+    data = models.multi_io_data(8, seed=3)
+    direct = loaded.signatures["serving_default"](**{k: tf.constant(v) for k, v in data.items()})
+    parsed = loaded.signatures[EXAMPLES_SIGNATURE](examples=tf.constant(serialize_examples(data)))
+    for k in ("score", "probs"):
+        np.testing.assert_allclose(parsed[k].numpy(), direct[k].numpy(), rtol=1e-6)
+
+
+def test_healthcheck_needs_available_and_container_is_hardened(example, docker_client):
+    _, _, a = example
+    image, name = a["details"]["image"]["id"], a["details"]["model_name"]
+    with ctr.serving(docker_client, image, name, label="test-health") as running:
+        top = running.container.top(ps_args="-o pid,uid,comm")
+        column = top["Titles"].index("UID")
+        uids = {line[column] for line in top["Processes"]}
+        assert uids == {"10001"}, top
+        wrote = running.container.exec_run(["/bin/bash", "-c", "echo x > /models/x"])
+        assert wrote.exit_code != 0  # read-only root filesystem
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            running.container.reload()
+            health = running.container.attrs["State"].get("Health", {}).get("Status")
+            if health in ("healthy", "unhealthy"):
+                break
+            time.sleep(1)
+        assert health == "healthy"
+        probe = running.container.exec_run(running.container.attrs["Config"]["Healthcheck"]["Test"][1:],
+                                           environment={"MODEL_NAME": "no_such_model"})
+        assert probe.exit_code != 0, "the health check must fail when the model is not AVAILABLE"
+
+
+def test_containers_are_removed_when_a_check_fails(example, docker_client, capfd):
+    _, _, a = example
+    image, name = a["details"]["image"]["id"], a["details"]["model_name"]
+    with pytest.raises(RuntimeError, match="check failed"):
+        with ctr.serving(docker_client, image, name, label="test-fail"):
+            raise RuntimeError("check failed")
+    assert ctr.leftover_containers(docker_client) == []
+    assert "container deploykit-test-fail" in capfd.readouterr().err  # its logs were printed
+    with pytest.raises(ctr.ContainerError, match="not AVAILABLE within"):
+        with ctr.serving(docker_client, image, "no_such_model", deadline=8, label="test-deadline"):
+            pass
+    assert ctr.leftover_containers(docker_client) == []
+
+
+def test_missing_daemon_is_exit_4(tmp_path):
+    out = tmp_path / "out"
+    env = {"DOCKER_HOST": f"unix://{tmp_path}/no-daemon.sock"}
+    proc = run_cli("build", "--target", "serving", "--out", str(out), "--no-latency", env=env)
+    assert proc.returncode == 4, proc.stderr
+    line = [ln for ln in proc.stderr.splitlines() if ln.strip()][-1]
+    assert "Docker daemon" in line and "no-daemon.sock" in line and "--no-container" in line
+    assert not out.exists()
+
+
+# ---- atomic versions under a polling server -------------------------------------------------------
+def _status(url: str) -> list[dict]:
+    import requests
+
+    try:
+        return requests.get(url, timeout=2).json().get("model_version_status", [])
+    except Exception:  # noqa: BLE001 - not up yet
+        return []
+
+
+def _wait(url: str, version: int, deadline: float = 60) -> list[dict]:
+    end = time.time() + deadline
+    while time.time() < end:
+        status = _status(url)
+        if any(s["version"] == str(version) and s["state"] in ("AVAILABLE", "END") for s in status):
+            return status
+        time.sleep(0.1)
+    raise AssertionError(f"version {version} never settled: {status}")
+
+
+def test_polling_server_never_sees_a_partial_version(example, tmp_path):
+    """The stand-in server polls every 50 ms (TF Serving's loader behaves the same: integer folders
+    only). Versions written by write_version always load; a naive copy into an integer folder is
+    caught half-written, which shows the check can fail."""
+    out, _, a = example
+    saved = out / a["path"] / "models" / a["details"]["model_name"] / "1"
+    base = tmp_path / "repo" / "m"
+    serving_repo.write_version(base, 1, saved)
+    port = ctr.free_port()
+    server = subprocess.Popen(
+        [sys.executable, str(ROOT / "tests" / "serving_standin" / "tensorflow_model_server_standin.py"),
+         f"--rest_api_port={port}", "--rest_api_bind_address=127.0.0.1", "--model_name=m",
+         f"--model_base_path={base}", "--file_system_poll_wait_seconds=0.05"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    url = f"http://127.0.0.1:{port}/v1/models/m"
+    try:
+        _wait(url, 1)
+        for version in (2, 3, 4):
+            serving_repo.write_version(base, version, saved)
+            status = _wait(url, version)
+            assert {s["version"]: s["state"] for s in status}[str(version)] == "AVAILABLE", status
+        assert all(s["status"]["error_code"] == "OK" for s in _status(url)), _status(url)
+        # negative control: copying file by file into "5" exposes a partial version
+        (base / "5").mkdir()
+        time.sleep(0.3)
+        shutil.copytree(saved, base / "5", dirs_exist_ok=True)
+        status = {s["version"]: s for s in _wait(url, 5)}
+        assert status["5"]["state"] == "END" and status["5"]["status"]["error_code"] != "OK"
+    finally:
+        server.terminate()
+        server.wait(timeout=10)

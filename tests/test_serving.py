@@ -9,6 +9,7 @@ the registry on 127.0.0.1:5000); CI runs it from scripts/test.sh.
 """
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -219,6 +220,19 @@ def test_missing_daemon_is_exit_4(tmp_path):
     line = [ln for ln in proc.stderr.splitlines() if ln.strip()][-1]
     assert "Docker daemon" in line and "no-daemon.sock" in line and "--no-container" in line
     assert not out.exists()
+    # --no-container: the in-process check alone, no daemon needed
+    proc = run_cli("build", "--target", "serving", "--out", str(out), "--no-latency", "--no-container", "--json",
+                   "--config", str(_epochs(tmp_path)), env=env)
+    assert proc.returncode == 0, proc.stderr
+    a = json.loads(proc.stdout)["artifacts"][0]
+    assert a["parity"]["runtime"] == "tf-serving[in-process]" and "image" not in a["details"]
+    assert (out / "serving" / "Dockerfile").is_file()
+
+
+def _epochs(tmp_path: Path) -> Path:
+    path = tmp_path / "fast.toml"
+    path.write_text(f"example_epochs = {NO_LATENCY['example_epochs']}\n")
+    return path
 
 
 # ---- atomic versions under a polling server -------------------------------------------------------

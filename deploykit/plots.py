@@ -35,8 +35,12 @@ def _label(row: dict) -> str:
 
 
 def _encode(plt, fig) -> str:
+    import warnings
+
     buf = io.BytesIO()
-    fig.tight_layout()
+    with warnings.catch_warnings():  # crowded figures keep matplotlib's layout, without the noise
+        warnings.simplefilter("ignore", UserWarning)
+        fig.tight_layout()
     fig.savefig(buf, format="svg", metadata={"Date": None, "Creator": None})
     plt.close(fig)
     return "data:image/svg+xml;base64," + base64.b64encode(buf.getvalue()).decode()
@@ -77,7 +81,7 @@ def latency_distribution(rows: list[dict]) -> str | None:
         _log(ax, "x")
         ax.set_xlabel("per-call latency (ms, log scale)")
         ax.set_ylabel("calls")
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=8 if len(with_hist) <= 8 else 6, ncol=1 if len(with_hist) <= 8 else 3)
     else:
         for i, r in enumerate(measured):
             lat = r["latency"]
@@ -113,9 +117,13 @@ def parity_error(rows: list[dict]) -> str | None:
     return _encode(plt, fig)
 
 
+MAX_ARTIFACTS = 40  # beyond this a plot is unreadable (and slow to draw): the tables have every row
+
+
 def all_plots(doc: dict) -> list[dict]:
-    rows = doc["artifacts"]
+    rows = doc["artifacts"][:MAX_ARTIFACTS]
+    more = f" (first {MAX_ARTIFACTS} of {len(doc['artifacts'])} artifacts)" if len(doc["artifacts"]) > MAX_ARTIFACTS else ""
     made = [("size-vs-p50", "Size vs p50", size_vs_p50(rows)),
             ("latency-distribution", "Latency distribution", latency_distribution(rows)),
             ("parity-error", "Parity error per output", parity_error(rows))]
-    return [{"id": i, "title": t, "src": src} for i, t, src in made if src]
+    return [{"id": i, "title": t + more, "src": src} for i, t, src in made if src]

@@ -130,6 +130,7 @@ def main(argv=None) -> int:
     p.add_argument("--max-seconds", type=float, default=5.0)
     p.add_argument("--epochs", type=int, default=None, help="fine-tuning epochs per technique (default: deploykit's)")
     p.add_argument("--mobilenet-epochs", type=int, default=4, help="initial training epochs of MobileNetV2")
+    p.add_argument("--results", type=Path, default=RESULTS, help=f"JSON figures (default: {RESULTS.relative_to(ROOT)})")
     args = p.parse_args(argv)
     started = time.perf_counter()
     doc = {"created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "models": {}}
@@ -158,11 +159,11 @@ def main(argv=None) -> int:
                                    "builds": {t: {"seconds": r["seconds"], "applied": r["manifest"]["optimize"]["applied"]}
                                               for t, r in results.items()}}
     doc["wall_seconds"] = round(time.perf_counter() - started, 1)
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(doc, indent=2, default=str) + "\n")
+    args.results.parent.mkdir(parents=True, exist_ok=True)
+    args.results.write_text(json.dumps(doc, indent=2, default=str) + "\n")
     print("\ngz x = gzipped float32 baseline / gzipped artifact; acc = accuracy on held-out validation rows, run in "
           f"LiteRT for the TFLite columns; p50 = single-sample latency, 1 thread. wall {doc['wall_seconds']} s; "
-          f"figures in {RESULTS.relative_to(ROOT)}")
+          f"figures in {args.results}")
     return 0
 
 

@@ -89,7 +89,7 @@ def apply(model, cfg, work: Path, rep) -> Optimized:
     if not model.optimizable:
         raise BadInputError(f"{model.source.location}: cannot {s.describe()}: {OPTIMIZE_NOTE}")
     started = time.perf_counter()
-    data = finetune.labelled_data(model, s, cfg.data, cfg.seed)
+    data = finetune.labelled_data(model, s, cfg.data, cfg.seed, getattr(cfg, "train_config", None))
     base = model.keras_model
     loss = finetune.loss_for(base, data, s)
     strategy = finetune.strategy_for(s.strategy)
@@ -130,7 +130,7 @@ def apply(model, cfg, work: Path, rep) -> Optimized:
         "applied": applied,
         "fine_tune": {"data": data.origin, "train_rows": int(len(data.y_train)), "validation_rows": int(len(data.y_valid)),
                       "epochs_per_technique": s.epochs, "batch_size": s.batch_size, "learning_rate": s.learning_rate,
-                      "loss": getattr(loss, "name", str(loss)), "strategy": s.strategy,
+                      "loss": getattr(loss, "name", getattr(loss, "__name__", str(loss))), "strategy": s.strategy,
                       "seconds": round(time.perf_counter() - started, 3)},
         "sparsity": {**measure.sparsity(current, pruned_layers or None), "all_weights": measure.all_weights_sparsity(current),
                      "target": s.prune},

@@ -32,13 +32,16 @@ class Labelled:
         return math.ceil(len(self.y_train) / batch_size)
 
 
-def labelled_data(model, settings: OptimizeSettings, data_path: str | None, seed: int) -> Labelled:
+def labelled_data(model, settings: OptimizeSettings, data_path: str | None, seed: int,
+                  train_config: str | None = None) -> Labelled:
     names = model.contract.input_names
     if model.source.kind == "example" and settings.data is None:
         from ..example import INPUT_NAME, digits
 
         x_tr, y_tr, x_va, y_va = digits(seed)
         return Labelled({INPUT_NAME: x_tr}, y_tr, {INPUT_NAME: x_va}, y_va, "example: digits training/validation split", "accuracy")
+    if train_config and settings.data is None and len(names) == 1:
+        return _from_training_run(train_config, names[0])
     path = settings.data or data_path
     field = "optimize.data" if settings.data else "--data"
     if path is None:
@@ -62,6 +65,20 @@ def labelled_data(model, settings: OptimizeSettings, data_path: str | None, seed
     x_tr = {n: inputs[n][:cut] for n in names}
     x_va = {n: inputs[n][cut:] for n in names}
     return Labelled(x_tr, labels[:cut], x_va, labels[cut:], f"{field} {Path(path).name} (labels '{settings.labels_key}')", kind)
+
+
+def _from_training_run(train_config: str, name: str) -> Labelled:
+    """The fit stage's own split of its dataset (the bundled digits or an `.npz` with x/y)."""
+    from ..fit.config import load_train_config
+    from ..fit.data import _arrays
+
+    tcfg = load_train_config(train_config)
+    if tcfg.dataset is not None and not str(tcfg.dataset).endswith(".npz"):
+        raise BadInputError(f"optimize.data: the training run's dataset {tcfg.dataset} is not an .npz; give the "
+                            "labelled rows as optimize.data")
+    x_tr, y_tr, x_va, y_va = _arrays(tcfg)
+    kind = "accuracy" if np.issubdtype(np.asarray(y_tr).dtype, np.integer) else "loss"
+    return Labelled({name: x_tr}, y_tr, {name: x_va}, y_va, f"training run: {tcfg.dataset or 'digits'} split", kind)
 
 
 def feed(keras_model, x: dict):

@@ -104,6 +104,25 @@ def read(root: Path) -> dict:
     return manifest
 
 
+def escaping_paths(root: Path, manifest: dict) -> list[str]:
+    """Paths a manifest names that are absolute, leave the output folder or pass through a symbolic
+    link: a rewritten manifest must not make `validate` read (and bless) files outside the build."""
+    root = Path(root)
+    names = [*manifest["files"], *(a["path"] for a in manifest["artifacts"]),
+             manifest["data"]["inputs"], manifest["data"]["reference"]]
+    problems = []
+    for rel in dict.fromkeys(names):
+        parts = Path(rel).parts
+        if Path(rel).is_absolute() or ".." in parts or "\\" in rel:
+            problems.append(f"{root}: manifest path {rel!r} leaves the output folder")
+            continue
+        for i in range(1, len(parts) + 1):
+            if root.joinpath(*parts[:i]).is_symlink():
+                problems.append(f"{root.joinpath(*parts[:i])}: is a symbolic link; a build's files must be inside its folder")
+                break
+    return sorted(set(problems))
+
+
 def verify_files(root: Path, manifest: dict) -> list[str]:
     """Problems with the files the manifest lists: missing or changed."""
     problems = []

@@ -101,11 +101,15 @@ def revalidate(out: str | Path, *, latency: bool = False, settings: LatencySetti
     import tempfile
 
     from . import manifest as manifest_mod
-    from .errors import BadInputError, BudgetError
+    from .errors import BadInputError, BudgetError, SecurityError
     from .targets import target_class
 
     root = Path(out)
     doc = manifest_mod.read(root)
+    escapes = manifest_mod.escaping_paths(root, doc)
+    if escapes:
+        raise SecurityError(escapes[0] + (f" (+{len(escapes) - 1} more)" if len(escapes) > 1 else ""),
+                            details={"problems": escapes})
     problems = manifest_mod.verify_files(root, doc)
     if problems:
         raise BadInputError(problems[0] + (f" (+{len(problems) - 1} more)" if len(problems) > 1 else ""),

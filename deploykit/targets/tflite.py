@@ -8,6 +8,7 @@ recurrent layers to builtin ops. If ops are still missing, refuse with exit 2 na
 from __future__ import annotations
 
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Mapping
@@ -19,6 +20,12 @@ from ..runner import run_child
 from ..tfenv import tensorflow
 from . import harness_path
 from .base import Artifact, RunRequest, Target
+
+# TFLiteConverter.from_saved_model/from_concrete_functions pass the source's type to the new
+# converter through a class attribute (read once, then reset): two constructed at once in threads
+# race, and one artifact records model type NONE in its CONVERSION_METADATA, so two builds of one
+# model differed by a byte. Construction is serialized; conversions still run side by side.
+_CONSTRUCT = threading.Lock()
 
 FULL_INTEGER = ("int8", "int16x8")
 
@@ -83,12 +90,13 @@ class TFLiteTarget(Target):
 
     def _converter(self, path: str, *, select: bool):
         tf = tensorflow()
-        if path == "saved_model":
-            conv = tf.lite.TFLiteConverter.from_saved_model(str(self._saved_model), signature_keys=["serving_default"])
-        else:
-            conv = tf.lite.TFLiteConverter.from_concrete_functions(
-                [self._fixed_fn.get_concrete_function()], self._model.trackable
-            )
+        with _CONSTRUCT:
+            if path == "saved_model":
+                conv = tf.lite.TFLiteConverter.from_saved_model(str(self._saved_model), signature_keys=["serving_default"])
+            else:
+                conv = tf.lite.TFLiteConverter.from_concrete_functions(
+                    [self._fixed_fn.get_concrete_function()], self._model.trackable
+                )
         ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
         if select:
             ops.append(tf.lite.OpsSet.SELECT_TF_OPS)

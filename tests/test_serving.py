@@ -84,7 +84,8 @@ def test_example_passes_in_process_and_over_rest_in_both_formats(example):
 def test_latency_through_the_container_at_1_4_16_clients(example):
     _, _, a = example
     lat = a["latency"]
-    assert lat["runtime"].startswith("tf-serving[rest")
+    assert lat["runtime"] == a["parity"]["runtime"] == "tf-serving[in-process,rest-row,rest-columnar]"
+    assert a["details"]["container"]["network"] in ("host", "bridge")
     assert 0 < lat["p50_ms"] <= lat["p90_ms"] <= lat["p99_ms"]
     assert lat["load_ms"] > 0 and lat["first_inference_ms"] > 0 and lat["peak_rss_mb"] > 0
     levels = a["details"]["concurrency"]

@@ -139,6 +139,8 @@ def test_validate_detects_an_unfaithful_artifact(built, tmp_path):
 @pytest.mark.slow
 def test_breached_budget_fails_and_keeps_previous_output(built, tmp_path):
     name, out, _ = built
+    if "float16" not in target_class(name).variants:
+        pytest.skip("target has no float16 variant to break (serving: float32 only)")
     target_out = tmp_path / "out"
     shutil.copytree(out, target_out)
     before = {p: p.read_bytes() for p in target_out.rglob("*") if p.is_file()}

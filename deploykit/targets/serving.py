@@ -14,6 +14,10 @@ Validation (one artifact, judged by its worst check against the reference output
      wait for AVAILABLE, then REST `:predict` in the row and the columnar format; latency p50/p90/p99
      and throughput at 1, 4 and 16 clients. The container is always stopped and removed.
 `--push REGISTRY/REPO:TAG` pushes the image after every check passed (`publish`).
+
+The base image is `--base-image`, else DEPLOYKIT_SERVING_BASE_IMAGE, else tensorflow/serving:2.19.0.
+The tf.Example feature spec is derived from the model's inputs (FixedLenFeature per input); a
+user-given spec (e.g. the fit stage's dataset spec) is not wired in yet.
 """
 from __future__ import annotations
 
@@ -202,7 +206,7 @@ class ServingTarget(Target):
                 self._latency_cache[str(artifact.path)] = {
                     "timings_ms": timings, "warmup": lat.warmup, "load_ms": load_ms, "first_inference_ms": first_ms,
                     "peak_rss_mb": _memory_mb(running.container), "threads": None,
-                    "runtime": f"tf-serving[rest, {running.network} network]",
+                    "runtime": f"tf-serving[{','.join(CHECKS)}]",  # timed over REST (details.concurrency too)
                     "runtime_version": self._runtime_version(details), "concurrency": figures,
                 }
                 if isinstance(details, dict):

@@ -36,7 +36,7 @@ TECHNIQUES = {
 MOBILENET_SHAPE, MOBILENET_ROWS = (96, 96, 3), 1500
 
 
-def synthetic_images(rows: int, seed: int = 0):
+def synthetic_images(rows: int = MOBILENET_ROWS, seed: int = 0):
     """A learnable 10-class task: class k puts a tinted 24x24 square at one of 10 positions."""
     rng = np.random.default_rng(seed)
     y = rng.integers(0, 10, rows).astype(np.int32)
@@ -48,17 +48,17 @@ def synthetic_images(rows: int, seed: int = 0):
     return np.clip(x, -1, 1), y
 
 
-def train_mobilenet(path: Path, data: Path, epochs: int) -> dict:
+def train_mobilenet(path: Path, data: Path, epochs: int, rows: int = MOBILENET_ROWS) -> dict:
     from deploykit.tfenv import tf_keras
 
     keras = tf_keras()
     keras.utils.set_random_seed(0)
-    x, y = synthetic_images(MOBILENET_ROWS)
+    x, y = synthetic_images(rows)
     np.savez(data, images=x, y=y)
     model = keras.applications.MobileNetV2(input_tensor=keras.Input(MOBILENET_SHAPE, name="images"),
                                            weights=None, classes=10)
     model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-    cut = int(MOBILENET_ROWS * 0.8)  # the optimize stage holds out the same last 20%
+    cut = int(rows * 0.8)  # the optimize stage holds out the same last 20%
     started = time.perf_counter()
     model.fit(x[:cut], y[:cut], epochs=epochs, batch_size=32, verbose=0)
     _, accuracy = model.evaluate(x[cut:], y[cut:], verbose=0)
@@ -130,6 +130,7 @@ def main(argv=None) -> int:
     p.add_argument("--max-seconds", type=float, default=5.0)
     p.add_argument("--epochs", type=int, default=None, help="fine-tuning epochs per technique (default: deploykit's)")
     p.add_argument("--mobilenet-epochs", type=int, default=4, help="initial training epochs of MobileNetV2")
+    p.add_argument("--mobilenet-rows", type=int, default=MOBILENET_ROWS, help="synthetic labelled images")
     p.add_argument("--results", type=Path, default=RESULTS, help=f"JSON figures (default: {RESULTS.relative_to(ROOT)})")
     args = p.parse_args(argv)
     started = time.perf_counter()
@@ -141,10 +142,10 @@ def main(argv=None) -> int:
             note = "bundled digits CNN; metric: accuracy on the digits validation split (360 rows)"
             if name == "mobilenetv2":
                 model, data = str(work / "mobilenetv2.keras"), str(work / "mobilenetv2.npz")
-                trained = train_mobilenet(Path(model), Path(data), args.mobilenet_epochs)
+                trained = train_mobilenet(Path(model), Path(data), args.mobilenet_epochs, args.mobilenet_rows)
                 note = (f"tf_keras MobileNetV2 weights=None 96x96x3, 10 classes, trained {trained['epochs']} epochs on "
-                        f"{int(MOBILENET_ROWS * 0.8)} synthetic images ({trained['seconds']} s, validation accuracy "
-                        f"{trained['validation_accuracy']:.4f}); metric: accuracy on the last {MOBILENET_ROWS // 5} rows")
+                        f"{int(args.mobilenet_rows * 0.8)} synthetic images ({trained['seconds']} s, validation accuracy "
+                        f"{trained['validation_accuracy']:.4f}); metric: accuracy on the last {args.mobilenet_rows // 5} rows")
             results = {}
             for technique in [t.strip() for t in args.techniques.split(",") if t.strip()]:
                 print(f"[bench] {name}: {technique} ...", file=sys.stderr, flush=True)

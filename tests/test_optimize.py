@@ -132,6 +132,13 @@ def test_a_short_fine_tuning_still_reaches_the_target(digits_npz, tmp_path):
     assert "PruneLowMagnitude" not in _layer_types(optimized.model.keras_model)
 
 
+def test_pruning_under_a_strategy_wraps_inside_its_scope_and_qat_runs_on_one_device(digits_npz, tmp_path):
+    optimized, _ = _apply(tiny_cnn, {"prune": 0.7, "strategy": "mirrored"}, digits_npz, tmp_path)
+    assert abs(optimized.facts["sparsity"]["overall"] - 0.7) <= 0.01
+    optimized, _ = _apply(tiny_cnn, {"qat": True, "strategy": "mirrored"}, digits_npz, tmp_path)
+    assert optimized.facts["applied"][0]["strategy"].startswith("none (QAT is unsupported under tf.distribute")
+
+
 # ---- QAT and clustering ----------------------------------------------------------------------------
 def test_qat_leaves_the_refused_layer_float_and_says_so(digits_npz, tmp_path):
     optimized, _ = _apply(conv_relu_bn, {"qat": True}, digits_npz, tmp_path)

@@ -57,7 +57,8 @@ def example(tmp_path_factory, pinned_base):
     out = tmp_path_factory.mktemp("serving") / "out"
     push = f"{REGISTRY}/deploykit-test/digits:{uuid.uuid4().hex[:8]}"
     doc = deploykit.build(targets=("serving",), out=str(out), base_image=pinned_base, push=push, **FAST)
-    return out, doc, doc["artifacts"][0]
+    yield out, doc, doc["artifacts"][0]
+    _remove_image(doc)
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +68,22 @@ def multi(tmp_path_factory, pinned_base):
     np.savez(folder / "multi.npz", **models.multi_io_data(48))
     doc = deploykit.build(model=str(model), data=str(folder / "multi.npz"), targets=("serving",),
                           out=str(folder / "out"), base_image=pinned_base, **NO_LATENCY)
-    return folder / "out", doc, doc["artifacts"][0]
+    yield folder / "out", doc, doc["artifacts"][0]
+    _remove_image(doc)
+
+
+def _remove_image(doc: dict) -> None:
+    """The test images go (every tag); the cached stand-in base stays."""
+    import docker
+
+    c = ctr.client()
+    image = doc["artifacts"][0]["details"]["image"]
+    try:
+        for tag in c.images.get(image["id"]).tags:
+            c.images.remove(tag)
+        c.images.remove(image["id"], force=True)
+    except docker.errors.ImageNotFound:
+        pass
 
 
 def test_example_passes_in_process_and_over_rest_in_both_formats(example):

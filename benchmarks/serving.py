@@ -57,6 +57,7 @@ def main() -> None:
         with ctr.serving(c, d["image"]["id"], d["model_name"], label="bench") as running:
             rest = load_figures(RestClient(running.rest_url, d["model_name"]), inputs, args.seconds)
             network = running.network
+        c.images.remove(d["image"]["id"], force=True)  # the measured image; a cached stand-in base stays
     print(f"server measured: {server}")
     print(f"model: bundled example digits_cnn, single-row requests, {args.seconds:.0f} s per level; REST over "
           f"127.0.0.1 ({network} network), container hardened (non-root, read-only rootfs, no capabilities)")

@@ -3,14 +3,16 @@
 Native runtimes can crash (a bad flatbuffer, a kernel bug). In a child process a crash becomes a
 clear error for one artifact instead of a dead CLI.
 
-Children never outlive the build: each harness learns the CLI's pid (`DEPLOYKIT_PARENT_PID`) and
-exits if it is orphaned (the CLI was killed), and an interrupted CLI calls `stop()`, which kills the
-running children and refuses new ones, so queued jobs end at once.
+Children never outlive the build: they start under util-linux's `setpriv --pdeathsig KILL` (the
+kernel kills them when deploykit dies, even by SIGKILL; a busy Node loop cannot check for itself),
+each harness also learns the CLI's pid (`DEPLOYKIT_PARENT_PID`), and an interrupted CLI calls
+`stop()`, which kills the running children and refuses new ones, so queued jobs end at once.
 """
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import threading
@@ -54,6 +56,9 @@ def run_child(cmd: list[str], request: dict, work: Path, *, timeout: float, labe
     resp_path = work / f"{token}.response.json"
     req_path.write_text(json.dumps({**request, "response": str(resp_path)}))
     child_env = {**os.environ, **(env or {}), "DEPLOYKIT_PARENT_PID": str(os.getpid())}
+    setpriv = shutil.which("setpriv")
+    if setpriv:  # the death signal survives exec; this thread waits for the child, so it is the parent
+        cmd = [setpriv, "--pdeathsig", "KILL", "--", *cmd]
     with _live_lock:
         if _stopping.is_set():
             return {"ok": False, "error": f"{label}: not started (interrupted)"}

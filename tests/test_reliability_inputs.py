@@ -139,6 +139,7 @@ def test_js_target_without_node_names_what_to_install(tmp_path):
     ws.assert_untouched()
 
 
+@pytest.mark.node  # Node is found first; then Chromium is missing
 def test_js_target_without_chromium_names_what_to_install(tmp_path):
     ws = Workspace(tmp_path)
     proc = ws.cli("build", "--target", "js", "--out", "out", "--json", env={"DEPLOYKIT_CHROMIUM": "/nonexistent"})

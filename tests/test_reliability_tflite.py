@@ -31,6 +31,8 @@ from deploykit.targets import harness_path
 from .conftest import NO_LATENCY
 from .reliability import Workspace, assert_failure, snapshot, wait_no_children
 
+pytestmark = pytest.mark.slow  # builds a real artifact once for the module
+
 FUZZ_FILES = 1000
 ARTIFACT = "tflite/model_float32.tflite"
 

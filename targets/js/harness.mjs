@@ -241,6 +241,16 @@ async function main(requestPath) {
   fs.writeFileSync(request.response, JSON.stringify(result));
 }
 
+// Exit when the deploykit process that started us is gone (e.g. SIGKILL): no orphaned runtimes.
+// process.exit runs playwright's exit hooks, which kill a Chromium it launched.
+function dieWithParent(parent) {
+  if (!parent) return;
+  const check = () => { if (process.ppid !== parent) process.exit(1); };
+  check();
+  setInterval(check, 200).unref();
+}
+
 if (process.argv[1] && path.resolve(process.argv[1]) === path.resolve(new URL(import.meta.url).pathname)) {
+  dieWithParent(Number(process.env.DEPLOYKIT_PARENT_PID || 0));
   await main(process.argv[2]);
 }

@@ -3,7 +3,7 @@
 #   nodejs + npm  runs the Node harness (targets/js/harness.mjs); its npm packages are installed
 #                 by deploykit itself on first use (npm ci into ~/.cache/deploykit/js-<lockhash>)
 #   chromium      the headless browser check (driven by playwright-core; no browser download)
-# Skip the browser check instead with DEPLOYKIT_JS_BACKENDS=cpu,wasm.
+# Skip the browser check instead with --js-backends cpu,wasm (or [js] backends in --config).
 set -euo pipefail
 
 missing=()

@@ -39,6 +39,7 @@ def two_in_two_out(dict_outputs: bool = True):
     from deploykit.tfenv import tf_keras
 
     keras = tf_keras()
+    keras.utils.set_random_seed(0)  # the same weights every run: quantized variants' parity is reproducible
     image = keras.Input((6, 6, 1), name="image")
     meta = keras.Input((3,), name="meta")
     x = keras.layers.Flatten()(keras.layers.Conv2D(4, 3, activation="relu")(image))
@@ -64,6 +65,45 @@ def lgamma_model():
     return keras.Model(inp, keras.layers.Dense(2, name="y")(LGamma()(inp)))
 
 
+def rewritable_model():
+    """A model whose graph needs ops TF.js lacks but that deploykit rewrites exactly: Softsign (a
+    Keras activation), Erfc, Xlogy, Xlog1py, Xdivy and MulNoNan (the relu makes exact zeros, so
+    the x == 0 branches run)."""
+    from deploykit.tfenv import tensorflow, tf_keras
+
+    tf, keras = tensorflow(), tf_keras()
+
+    class Special(keras.layers.Layer):
+        def call(self, x):
+            a, b = tf.nn.relu(x), tf.nn.softplus(x) + 0.5
+            return tf.concat([tf.math.erfc(x), tf.math.xlogy(a, b), tf.math.xlog1py(a, b), tf.math.xdivy(a, b),
+                              tf.math.multiply_no_nan(b, a)], axis=-1)
+
+    inp = keras.Input((4,), name="x")
+    hidden = keras.layers.Dense(6, activation="softsign")(inp)
+    return keras.Model(inp, keras.layers.Dense(3, name="y")(Special()(hidden)))
+
+
+def small_mobilenetv2():
+    """tf_keras MobileNetV2 (weights=None, alpha 0.35, 96x96x3: the full 224x224 model is slow on the
+    tfjs cpu backend), seeded, with each BatchNormalization's moving statistics set from one
+    training-mode pass over random images: as built, its activations vanish and the softmax is
+    1/1000 for every input, which would make parity vacuous."""
+    from deploykit.tfenv import tf_keras
+
+    keras = tf_keras()
+    keras.utils.set_random_seed(0)
+    model = keras.applications.MobileNetV2(weights=None, input_shape=(96, 96, 3), alpha=0.35)
+    norms = [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
+    saved = [layer.momentum for layer in norms]
+    for layer in norms:
+        layer.momentum = 0.0
+    model(np.random.default_rng(1).uniform(-1, 1, (16, 96, 96, 3)).astype(np.float32), training=True)
+    for layer, momentum in zip(norms, saved):
+        layer.momentum = momentum
+    return model
+
+
 # ---- one build of the bundled example with every variant, shared by several tests ----------------
 @pytest.fixture(scope="module")
 def example(tmp_path_factory):
@@ -84,9 +124,15 @@ def _run(out: Path, entry: dict, backend: str, mode: str, work: Path) -> dict:
     return JSTarget().run(request, work)
 
 
+# The example build already validated every variant on cpu, wasm and chromium-wasm (judged on the
+# worst backend); here each backend runs alone (its own figures), and every variant on WebGL.
+EACH_BACKEND = ([("float32", b) for b in NODE_BACKENDS] + [pytest.param("float32", b.values[0], marks=b.marks)
+                for b in BROWSER_BACKENDS] + [pytest.param(v, "chromium-webgl", marks=pytest.mark.browser)
+                for v in VARIANTS[1:]])
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("backend", NODE_BACKENDS + BROWSER_BACKENDS)
-@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("variant,backend", EACH_BACKEND)
 def test_each_variant_passes_its_budget_on_each_backend(example, variant, backend, tmp_path):
     out, doc = example
     entry = _entry(doc, variant)
@@ -115,6 +161,32 @@ def test_default_build_checks_every_backend_including_the_browser(example):
     for a in doc["artifacts"]:
         assert a["details"]["backends"] == ["cpu", "wasm", "chromium-wasm"]
         assert a["parity"]["runtime"] == "tfjs[cpu,wasm,chromium-wasm]"
+        assert a["details"]["format"] == "graph-model" and a["details"]["rewrites"] == []
+    # parity is judged on the backend farthest from the reference: every backend is within 1e-4
+    assert all(m["max_abs"] <= 1e-4 for m in _entry(doc, "float32")["parity"]["outputs"].values())
+
+
+# ---- done-when: float32 graph and layers bundles of the example and of MobileNetV2, every backend ----
+@pytest.fixture(scope="module", params=[("example", "layers"), ("mobilenetv2", "graph"), ("mobilenetv2", "layers")],
+                ids=lambda p: "-".join(p))
+def float32_bundle(request, tmp_path_factory):
+    """(the example's graph bundle is the `example` fixture's float32 variant)"""
+    name, fmt = request.param
+    model = None if name == "example" else "tests.test_js:small_mobilenetv2"
+    doc = deploykit.build(model=model, targets=("js",), out=str(tmp_path_factory.mktemp(name) / "out"),
+                          js={"format": fmt, "quantize": ("float32",)}, parity_samples=8, **NO_LATENCY)
+    return fmt, doc
+
+
+@pytest.mark.slow
+@pytest.mark.browser
+def test_float32_bundles_pass_parity_on_cpu_and_wasm_in_node_and_in_chromium(float32_bundle):
+    fmt, doc = float32_bundle
+    a, = doc["artifacts"]
+    assert a["passed"], a["failures"]
+    assert a["details"]["format"] == f"{fmt}-model"
+    assert a["parity"]["runtime"] == "tfjs[cpu,wasm,chromium-wasm]" and a["parity"]["samples"] >= 8
+    assert all(m["max_abs"] <= 1e-4 for m in a["parity"]["outputs"].values()), a["parity"]["outputs"]
 
 
 @pytest.mark.slow
@@ -147,12 +219,13 @@ def test_multi_input_multi_output_keeps_names(tmp_path, keras):
 
 
 @pytest.mark.slow
-def test_small_shards_give_several_files_and_still_pass(tmp_path, monkeypatch):
-    """Also: the browser check skipped (Node backends only)."""
-    monkeypatch.setenv("DEPLOYKIT_JS_SHARD_BYTES", "16384")
-    monkeypatch.setenv("DEPLOYKIT_JS_BACKENDS", "cpu,wasm")
-    doc = deploykit.build(targets=("js",), quantize=("float32",), out=str(tmp_path / "out"), **NO_LATENCY)
-    a = doc["artifacts"][0]
+def test_small_shards_give_several_files_and_still_pass(tmp_path):
+    """Also: the browser check skipped (Node backends only), settings from a [js] table."""
+    config = tmp_path / "deploykit.toml"
+    config.write_text('[js]\nshard_bytes = 16384\nbackends = ["cpu", "wasm"]\nquantize = ["float32"]\n')
+    doc = deploykit.build(targets=("js",), out=str(tmp_path / "out"), config=str(config), **NO_LATENCY)
+    a, = doc["artifacts"]
+    assert doc["config"]["settings"]["js"]["shard_bytes"] == 16384
     shards = sorted((tmp_path / "out" / a["path"]).glob("*.bin"))
     assert a["passed"] and a["details"]["weight_shard_bytes"] == 16384
     assert a["details"]["backends"] == ["cpu", "wasm"]
@@ -177,6 +250,97 @@ def test_op_preflight_is_exit_2_on_the_cli(tmp_path):
     assert "Lgamma" in proc.stderr and "TF.js" in proc.stderr
 
 
+@pytest.mark.slow
+def test_ops_with_an_exact_rewrite_are_rewritten_and_proven_by_parity(tmp_path):
+    doc = deploykit.build(model="tests.test_js:rewritable_model", targets=("js",), out=str(tmp_path / "out"),
+                          js={"quantize": ("float32",), "backends": ("cpu", "wasm")}, **NO_LATENCY)
+    rewrites = doc["targets"]["js"]["rewrites"]
+    assert {r["op"]: r["nodes"] for r in rewrites} == dict.fromkeys(
+        ["Erfc", "MulNoNan", "Softsign", "Xdivy", "Xlog1py", "Xlogy"], 1)
+    a, = doc["artifacts"]
+    assert a["passed"], a["failures"]
+    assert a["details"]["rewrites"] == rewrites
+    assert all(m["max_abs_rel"] <= 1e-4 for m in a["parity"]["outputs"].values())
+    nodes = json.loads((tmp_path / "out" / a["path"] / "model.json").read_text())["modelTopology"]["node"]
+    assert not {n["op"] for n in nodes} & {r["op"] for r in rewrites}
+
+
+def test_rewrite_rules_are_only_for_ops_tfjs_lacks():
+    """Each rule must be needed: its op is missing from the op lists tensorflowjs ships."""
+    import importlib.util
+
+    from deploykit.targets.js_rewrite import RULES
+
+    folder = Path(importlib.util.find_spec("tensorflowjs").submodule_search_locations[0]) / "op_list"
+    supported = {op["tfOpName"] for f in folder.glob("*.json") for op in json.loads(f.read_text())}
+    assert len(supported) > 100 and "Erf" in supported and "SelectV2" in supported
+    assert not set(RULES) & supported
+
+
+# ---- quantization: which variant passed, and --js-quantize auto ---------------------------------
+TIGHT_UINT8 = '[budgets.js.uint8]\nmax_abs_rel = 1e-9\n'  # a budget uint8 weights cannot meet
+
+
+@pytest.mark.slow
+def test_a_failing_quantized_variant_says_so_and_names_the_variant_that_passed(tmp_path):
+    (tmp_path / "tight.toml").write_text(TIGHT_UINT8)
+    proc = run_cli("build", "--model", "tests.test_js:two_in_two_out", "--target", "js", "--js-quantize", "float16,uint8",
+                   "--js-backends", "cpu", "--config", "tight.toml", "--out", "out", "--no-latency", "--json",
+                   cwd=tmp_path, env={"PYTHONPATH": str(Path(__file__).parent.parent)})
+    assert proc.returncode == 3, proc.stderr[-2000:]
+    assert "js/uint8: output 'score': max_abs_rel" in proc.stderr
+    assert "js/uint8 failed its budget (weight quantization can wreck accuracy); js/float16 passed" in proc.stderr
+    assert "--js-quantize auto" in proc.stderr
+    assert json.loads(proc.stdout)["error"]["details"]["notes"]
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow
+def test_auto_quantize_keeps_only_the_smallest_variant_that_passes(tmp_path):
+    (tmp_path / "tight.toml").write_text(TIGHT_UINT8 + '[js]\nquantize = "auto"\nbackends = ["cpu"]\n')
+    out = tmp_path / "out"
+    doc = deploykit.build(model="tests.test_js:two_in_two_out", targets=("js",), out=str(out),
+                          config=str(tmp_path / "tight.toml"), **NO_LATENCY)
+    auto = doc["targets"]["js"]["quantize_auto"]
+    a, = doc["artifacts"]
+    assert a["passed"] and a["variant"] == auto["selected"] != "uint8" and a["bytes"] == auto["bytes"]
+    rejected = {r["variant"]: r for r in auto["rejected"]}
+    assert set(rejected) == set(VARIANTS) - {a["variant"]}
+    assert rejected["uint8"]["passed"] is False and rejected["uint8"]["reason"] == "failed its budget"
+    assert rejected["uint8"]["failures"][0]["metric"] == "max_abs_rel"
+    for r in rejected.values():
+        if r["passed"]:
+            assert r["bytes"] > a["bytes"] and "larger than" in r["reason"]
+    assert [p.name for p in (out / "js").iterdir()] == [a["variant"]]
+    assert a["size_ratio_to_float32"] < 1.0
+    assert deploykit.validate(out)["passed"]
+
+
+def test_js_settings_are_build_settings_in_the_config_hash():
+    from deploykit.config import make_config
+
+    base = make_config()
+    assert base.js.backends == ("cpu", "wasm", "chromium-wasm") and base.js.format == "graph"
+    assert make_config(js={"shard_bytes": 8192}).config_hash() != base.config_hash()
+    assert make_config(js={"quantize": "auto"}).js.auto and not base.js.auto
+    assert make_config(js={"backends": "cpu, wasm"}).js.backends == ("cpu", "wasm")
+
+
+@pytest.mark.parametrize("args,named", [
+    (["--js-quantize", "int8"], "js.quantize: unknown variant(s) int8"),
+    (["--js-backends", "cpu,gpu"], "js.backends: unknown backend(s) gpu"),
+    (["--js-shard-bytes", "10"], "js.shard_bytes"),
+    (["--js-format", "saved"], "--js-format"),
+    (["--config", "bad.toml"], "unknown [js] setting(s) shard_size"),
+])
+def test_bad_js_settings_are_exit_2_naming_the_setting(tmp_path, args, named):
+    (tmp_path / "bad.toml").write_text("[js]\nshard_size = 1024\n")
+    proc = run_cli("build", "--target", "js", "--out", "out", *args, cwd=tmp_path)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert named in proc.stderr
+    assert not (tmp_path / "out").exists()
+
+
 def test_missing_node_is_exit_4(tmp_path):
     bare = tmp_path / "bin"
     bare.mkdir()
@@ -190,7 +354,7 @@ def test_missing_chromium_is_exit_4_with_the_install_command(tmp_path):
     proc = run_cli("build", "--target", "js", "--out", "out", cwd=tmp_path,
                    env={"DEPLOYKIT_CHROMIUM": str(tmp_path / "no-chromium")})
     assert proc.returncode == 4, proc.stderr[-2000:]
-    assert "apt-get install -y chromium" in proc.stderr and "DEPLOYKIT_JS_BACKENDS=cpu,wasm" in proc.stderr
+    assert "apt-get install -y chromium" in proc.stderr and "--js-backends cpu,wasm" in proc.stderr
     assert not (tmp_path / "out").exists()
 
 
@@ -287,18 +451,20 @@ def test_auto_quantize_picks_the_smallest_passing_variant():
     entries.append({"target": "tflite", "variant": "int8", "bytes": 10, "passed": True})
     assert smallest_passing(entries)["variant"] == "float16"
     assert quantization_notes(entries) == ["js/uint8 failed its budget (weight quantization can wreck accuracy); "
-                                           "js/float16 passed (55 bytes)"]
+                                           "js/float16 passed (55 bytes); --js-quantize auto keeps the smallest "
+                                           "variant that passes"]
     assert smallest_passing(entries[3:4]) is None
+    entries[0]["passed"] = False  # a float32 failure is not a quantization problem
+    assert len(quantization_notes(entries)) == 1
 
 
 @pytest.mark.slow
 @pytest.mark.browser
-def test_layers_model_on_request_keeps_names_and_passes_every_backend(tmp_path, monkeypatch, keras):
-    monkeypatch.setenv("DEPLOYKIT_JS_FORMAT", "layers")
+def test_layers_model_on_request_keeps_names_and_passes_every_backend(tmp_path, keras):
     path = tmp_path / "two.keras"
     two_in_two_out(dict_outputs=False).save(path)
-    doc = deploykit.build(model=str(path), targets=("js",), quantize=("float32", "uint8"), out=str(tmp_path / "out"),
-                          **NO_LATENCY)
+    doc = deploykit.build(model=str(path), targets=("js",), out=str(tmp_path / "out"),
+                          js={"format": "layers", "quantize": ("float32", "uint8")}, **NO_LATENCY)
     for a in doc["artifacts"]:
         assert a["passed"], a["failures"]
         assert a["details"]["format"] == "layers-model" and a["parity"]["runtime"] == "tfjs[cpu,wasm,chromium-wasm]"
@@ -310,11 +476,10 @@ def test_layers_model_on_request_keeps_names_and_passes_every_backend(tmp_path, 
 
 
 @pytest.mark.slow
-def test_layers_model_with_dict_outputs_is_refused_clearly(tmp_path, monkeypatch, keras):
+def test_layers_model_with_dict_outputs_is_refused_clearly(tmp_path, keras):
     from deploykit.errors import BadInputError
 
-    monkeypatch.setenv("DEPLOYKIT_JS_FORMAT", "layers")
     path = tmp_path / "two.keras"
     two_in_two_out().save(path)
     with pytest.raises(BadInputError, match="dict outputs"):
-        deploykit.build(model=str(path), targets=("js",), out=str(tmp_path / "out"), **NO_LATENCY)
+        deploykit.build(model=str(path), targets=("js",), out=str(tmp_path / "out"), js={"format": "layers"}, **NO_LATENCY)

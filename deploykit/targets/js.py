@@ -11,10 +11,14 @@ playwright-core). The artifact is judged by its worst backend: parity returns th
 farthest from the reference, latency the timings of the slowest backend; the figures of every
 backend are kept under "backends" in the harness result.
 
-Settings without a BuildConfig field yet: DEPLOYKIT_JS_SHARD_BYTES (weight shard size, default
-4 MiB), DEPLOYKIT_JS_FORMAT (graph, the default, or layers: a tf_keras model saved with
-tensorflowjs's Keras converter), DEPLOYKIT_JS_BACKENDS (comma-separated, default "cpu,wasm,chromium-wasm"; "cpu,wasm"
-skips the browser check; "chromium-webgl" adds WebGL) and DEPLOYKIT_CHROMIUM (/usr/bin/chromium).
+Settings come from `BuildConfig.js` (`[js]` in the config file, `--js-*` flags): format (graph, the
+default, or layers: a tf_keras model saved with tensorflowjs's Keras converter), shard_bytes,
+backends ("cpu,wasm" skips the browser check; "chromium-webgl" adds WebGL) and quantize (a list of
+variants, or auto: see `auto_select`). DEPLOYKIT_CHROMIUM (default /usr/bin/chromium) stays an
+environment variable: it says where this machine keeps the browser, not what to build.
+
+Preflight rewrites (`js_rewrite.py`): ops TF.js lacks but that have an exact expression in ops it has
+are rewritten in the frozen graph before conversion; parity then proves the rewritten bundle.
 """
 from __future__ import annotations
 
@@ -34,35 +38,13 @@ import numpy as np
 
 from ..errors import BadInputError, MissingRuntimeError, SecurityError, UnsupportedOpsError
 from ..runner import run_child
-from . import harness_path
+from . import harness_path, js_quantize, js_rewrite
 from .base import Artifact, RunRequest, Target
 
 QUANTIZATION = {"float32": None, "float16": {"float16": "*"}, "uint16": {"uint16": "*"}, "uint8": {"uint8": "*"}}
 BACKENDS = ("cpu", "wasm", "chromium-wasm", "chromium-webgl")  # chromium-*: the headless browser check
-DEFAULT_BACKENDS = ("cpu", "wasm", "chromium-wasm")
-DEFAULT_SHARD_BYTES = 4 * 1024 * 1024
 _CONVERTER_LOCK = threading.Lock()  # the converter builds TF graphs in global state: one at a time
 _NPM_LOCK = threading.Lock()
-
-
-def shard_bytes() -> int:
-    value = os.environ.get("DEPLOYKIT_JS_SHARD_BYTES")
-    return int(value) if value else DEFAULT_SHARD_BYTES
-
-
-def bundle_format() -> str:
-    value = os.environ.get("DEPLOYKIT_JS_FORMAT", "graph")
-    if value not in ("graph", "layers"):
-        raise BadInputError(f"DEPLOYKIT_JS_FORMAT: expected graph or layers, got {value!r}")
-    return value
-
-
-def backends() -> list[str]:
-    names = [b.strip() for b in os.environ.get("DEPLOYKIT_JS_BACKENDS", ",".join(DEFAULT_BACKENDS)).split(",") if b.strip()]
-    unknown = [b for b in names if b not in BACKENDS]
-    if unknown or not names:
-        raise BadInputError(f"DEPLOYKIT_JS_BACKENDS: unknown backend(s) {', '.join(unknown) or '(none)'} (known: {', '.join(BACKENDS)})")
-    return names
 
 
 class JSTarget(Target):
@@ -84,20 +66,26 @@ class JSTarget(Target):
         self.plan: dict = {}
         self._saved_model: Path | None = None
         self._probe: Path | None = None  # the preflight's float32 bundle, reused by convert
+        self._settings = None  # BuildConfig.js; None in `deploykit validate` (run() checks Chromium)
+
+    def configure(self, config) -> None:
+        self._settings = config.js
 
     def check_runtime(self) -> None:
         node_binary()  # raises MissingRuntimeError naming what to install
-        if any(b.startswith("chromium-") for b in backends()):
+        if self._settings is not None and any(b.startswith("chromium-") for b in self._settings.backends):
             chromium_binary()
 
     # ---- preflight -------------------------------------------------------------------------
     def prepare(self, model, saved_model, data, config, work) -> dict:
+        settings = config.js
         self._saved_model, self._keras = saved_model, model.keras_model
-        self._format = bundle_format()
+        self._format = settings.format
         if self._format == "layers":
             _check_layers_names(model)
-        self._backends = backends()
-        self._shard_bytes = shard_bytes()
+        self._backends = list(settings.backends)
+        self._shard_bytes = settings.shard_bytes
+        self._rewrites: dict[str, int] = {}
         probe = work / "js-preflight"
         started = time.perf_counter()
         try:
@@ -107,8 +95,8 @@ class JSTarget(Target):
             if ops is None:
                 raise
             raise UnsupportedOpsError(
-                f"{model.source.location}: needs TensorFlow ops the TF.js runtime does not support: {', '.join(ops)}",
-                details={"ops": ops},
+                f"{model.source.location}: needs TensorFlow ops the TF.js runtime does not support and that have "
+                f"no exact rewrite: {', '.join(ops)}", details={"ops": ops, "rewritable": sorted(js_rewrite.RULES)},
             ) from None
         self._probe, self._probe_seconds = probe, time.perf_counter() - started
         doc = json.loads((probe / "model.json").read_text())
@@ -119,6 +107,8 @@ class JSTarget(Target):
             "weight_shard_bytes": self._shard_bytes,
             "signature": {k: sorted(doc.get("signature", {}).get(k, {})) for k in ("inputs", "outputs")},
             "ops": sorted({n["op"] for n in doc["modelTopology"].get("node", [])} - {"Const", "Placeholder"}),
+            "rewrites": [{"op": op, "nodes": n, "into": js_rewrite.RULES[op].formula}
+                         for op, n in sorted(self._rewrites.items())],
         }
         missing = set(model.contract.input_names) - set(self.plan["signature"]["inputs"])
         missing |= set(model.contract.output_names) - set(self.plan["signature"]["outputs"])
@@ -136,7 +126,7 @@ class JSTarget(Target):
         os.environ.setdefault("TFDF_DISABLE_WELCOME_MESSAGE", "1")
         from tensorflowjs.converters.tf_saved_model_conversion_v2 import convert_tf_saved_model
 
-        with _CONVERTER_LOCK:
+        with _CONVERTER_LOCK, js_rewrite.applied_to_frozen_graph(self._rewrites):
             convert_tf_saved_model(
                 str(self._saved_model), str(dest), signature_def="serving_default",
                 quantization_dtype_map=dtype_map, weight_shard_size_bytes=self._shard_bytes,
@@ -162,9 +152,14 @@ class JSTarget(Target):
         elif variant == "float32" and self._probe is not None:
             shutil.copytree(self._probe, bundle)
             seconds = self._probe_seconds
+        elif self._probe is not None and js_quantize.can_requantize(self._probe):
+            # same bytes as a conversion with this quantization map, without re-converting: js_quantize.py
+            js_quantize.requantize(self._probe, bundle, QUANTIZATION[variant], self._shard_bytes)
+            seconds = time.perf_counter() - started
         else:
             self._convert(bundle, QUANTIZATION[variant])
             seconds = time.perf_counter() - started
+        canonical_model_json(bundle)
         shards = sorted(p.name for p in bundle.iterdir() if p.suffix == ".bin")
         details = {
             **self.plan,
@@ -257,17 +252,50 @@ def _check_layers_names(model) -> None:
 
 
 def smallest_passing(artifacts: list[dict]) -> dict | None:
-    """For `--js-quantize auto`: the smallest js manifest entry that passed its budgets, if any."""
-    passed = [a for a in artifacts if a["target"] == "js" and a["passed"]]
+    """For `--js-quantize auto`: the smallest js entry that passed its budgets, if any. Entries are
+    manifest entries or build records (an "artifact" instead of "target"/"variant")."""
+    passed = [a for a in artifacts if _key(a)[0] == "js" and a["passed"]]
     return min(passed, key=lambda a: a["bytes"]) if passed else None
 
 
 def quantization_notes(artifacts: list[dict]) -> list[str]:
-    """One line per js variant that failed, naming the smallest variant that passed."""
+    """One line per quantized js variant that failed, naming the smallest variant that passed."""
     best = smallest_passing(artifacts)
-    fallback = f"js/{best['variant']} passed ({best['bytes']:,} bytes)" if best else "no js variant passed"
-    return [f"js/{a['variant']} failed its budget (weight quantization can wreck accuracy); {fallback}"
-            for a in artifacts if a["target"] == "js" and not a["passed"]]
+    fallback = (f"js/{_key(best)[1]} passed ({best['bytes']:,} bytes); --js-quantize auto keeps the smallest "
+                "variant that passes" if best else "no js variant passed")
+    return [f"js/{_key(a)[1]} failed its budget (weight quantization can wreck accuracy); {fallback}"
+            for a in artifacts if _key(a)[0] == "js" and _key(a)[1] != "float32" and not a["passed"]]
+
+
+def auto_select(records: list[dict]) -> dict:
+    """`--js-quantize auto`: every js variant was built and validated; keep the smallest that passed.
+
+    Marks the other js records `dropped` (the pipeline removes their folders and leaves them out of
+    the manifest's artifacts) and returns the facts the manifest records: the selected variant and,
+    for each rejected variant, why (failed its budget, with the failures, or passed but larger).
+    When none passed nothing is dropped, so the build fails naming every failure."""
+    js = [r for r in records if r["artifact"].target == "js"]
+    best = smallest_passing(js)
+    if best is None:
+        return {"selected": None, "reason": "no js variant passed its budget", "rejected": []}
+    chosen = best["artifact"].variant
+    rejected = []
+    for r in js:
+        if r is best:
+            continue
+        r["dropped"] = True
+        v = r["artifact"].variant
+        reason = (f"passed, but {r['bytes']:,} bytes is larger than js/{chosen} ({best['bytes']:,} bytes)"
+                  if r["passed"] else "failed its budget")
+        rejected.append({"variant": v, "bytes": r["bytes"], "passed": r["passed"], "reason": reason,
+                         "failures": list(r["failures"])})
+    return {"selected": chosen, "bytes": best["bytes"],
+            "reason": f"the smallest of {len(js)} js variant(s) that passed its budget", "rejected": rejected}
+
+
+def _key(entry: dict) -> tuple[str, str]:
+    a = entry.get("artifact")
+    return (a.target, a.variant) if a is not None else (entry["target"], entry["variant"])
 
 
 def unsupported_ops(message: str) -> list[str] | None:
@@ -294,7 +322,7 @@ def chromium_binary() -> str:
         raise MissingRuntimeError(
             f"the js target's browser check needs headless Chromium at {path}: install it with "
             "`apt-get install -y chromium` (or bash scripts/setup-js.sh), or skip the browser check "
-            "with DEPLOYKIT_JS_BACKENDS=cpu,wasm"
+            "with --js-backends cpu,wasm"
         )
     return path
 
@@ -362,6 +390,29 @@ def read_tensors(index_path: Path) -> dict[str, np.ndarray]:
     raw = index_path.with_suffix(".bin").read_bytes()
     return {name: np.frombuffer(raw, dtype="<f4", count=t["length"] // 4, offset=t["offset"]).reshape(t["shape"])
             for name, t in index.items()}
+
+
+def canonical_model_json(bundle: Path) -> None:
+    """Sort every graph node's `attr` map in model.json. The converter writes these protobuf maps in
+    an order that varies between runs, so two builds of one model gave different bundles; TF.js looks
+    attributes up by name, so the order carries no meaning."""
+    path = bundle / "model.json"
+    doc = json.loads(path.read_text())
+    if doc.get("format") != "graph-model":
+        return
+
+    def walk(node):
+        if isinstance(node, dict):
+            if isinstance(node.get("attr"), dict):
+                node["attr"] = dict(sorted(node["attr"].items()))
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(doc.get("modelTopology"))
+    path.write_text(json.dumps(doc))
 
 
 def bundle_problems(bundle: Path) -> list[str]:

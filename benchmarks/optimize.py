@@ -150,6 +150,7 @@ def main(argv=None) -> int:
             for technique in [t.strip() for t in args.techniques.split(",") if t.strip()]:
                 print(f"[bench] {name}: {technique} ...", file=sys.stderr, flush=True)
                 results[technique] = build(model, data, TECHNIQUES[technique], work / f"{name}-{technique}", args)
+                print(f"[bench] {name}: so far\n{table(rows_of(results))}", file=sys.stderr, flush=True)
             rows = rows_of(results)
             print(f"\n== {name}: {note}")
             print(table(rows))

@@ -58,7 +58,8 @@ def apply(keras_model, data: finetune.Labelled, settings: OptimizeSettings, loss
     scheme, scheme_name = scheme_for(pruned, clustered, settings.preserve_sparsity)
     copy = finetune.copy_in_scope(keras_model, default)
     annotated, left_float = annotate(copy, scheme, settings)
-    unsupported = [n for n in left_float if n not in settings.skip_layers and _has_weights_or_math(annotated, n)]
+    unsupported = [n for n in left_float
+                   if n not in settings.skip_layers and type(annotated.get_layer(n)).__name__ != "InputLayer"]
     if unsupported and settings.qat_unsupported == "error":
         raise BadInputError(f"optimize.qat: layer(s) {', '.join(unsupported)} cannot be quantization-aware trained "
                             "(e.g. BatchNormalization after Conv2D(activation=...)); set optimize.qat_unsupported = "
@@ -76,8 +77,3 @@ def apply(keras_model, data: finetune.Labelled, settings: OptimizeSettings, loss
              "final_loss": logs.get("loss")}
     return model, facts
 
-
-def _has_weights_or_math(model, name: str) -> bool:
-    """InputLayer and plain reshapes left float are not worth reporting."""
-    layer = model.get_layer(name)
-    return type(layer).__name__ not in ("InputLayer",)

@@ -63,6 +63,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--iterations", type=int, default=200, help="latency: timed calls per artifact (default 200)")
     p.add_argument("--max-seconds", type=float, default=2.0, help="latency: time limit per artifact (default 2)")
     p.add_argument("--no-cli", action="store_true", help="skip the side-by-side with the official CLIs")
+    p.add_argument("--merge", nargs="+", metavar="LADDER_JSON",
+                   help="no building: combine ladder.json files of earlier runs (e.g. a heavy model run on its own) "
+                        "into one ladder.json/ladder.md in --out")
     p.add_argument("--profile", action="store_true", help="cProfile every deploykit build; top functions printed, .prof files in --out")
     args = p.parse_args(argv)
     args.models = list(QUICK) if args.quick else [m.strip() for m in args.models.split(",") if m.strip()]
@@ -271,6 +274,7 @@ def run_cli(label: str, cmd: list[str], output: Path) -> dict:
 
 def official_clis(model: dict, folder: Path, js_variants) -> list[dict]:
     sm = str(model["saved_model"])
+    folder.mkdir(parents=True, exist_ok=True)  # tflite_convert writes into an existing folder only
     runs = []
     out = folder / "tflite_float32.tflite"
     log(f"{model['name']}: tflite_convert float32")
@@ -305,6 +309,7 @@ def bench_model(name: str, args, work: Path, imports: float) -> dict:
     log(f"{name}: building the model in code and saving it")
     model = make_model(name, folder)
     result = {k: model[k] for k in ("name", "params", "rows", "note")}
+    result["js_backends"] = args.js_backends
     result["parity_rows"] = min(MODELS[name]["parity"], model["rows"])
     result["targets"] = {}
     for target in args.targets:
@@ -408,6 +413,10 @@ def side_table(results: list[dict]) -> str:
             notes.append("CLI failed: " + ", ".join(s["cli_failed"]))
         if s["deploykit_errors"]:
             notes.append("deploykit failed: " + "; ".join(e[:80] for e in s["deploykit_errors"]))
+        unproven = [f"js/{a['variant']}" for a in r["targets"].get("js", {}).get("artifacts", [])
+                    if not a["passed"] and a["p50_ms"] is None]
+        if unproven:
+            notes.append("deploykit built but the runtime could not run: " + ", ".join(unproven))
         per_cli = ", ".join(f"{c['artifact']} {c['seconds']:.1f}" for c in s["cli_runs"])
         body.append([r["name"], str(len(s["artifacts"])), fmt(s["deploykit_seconds"], ".1f"), fmt(s["cli_seconds"], ".1f"),
                      fmt(s["ratio"], ".2f"), "; ".join(notes) or per_cli])
@@ -444,14 +453,59 @@ def render(doc: dict) -> str:
                   f"{sb['cli_seconds']:.1f} s (conversion only, one process per artifact): "
                   f"**ratio deploykit / CLIs = {sb['ratio']:.2f}**", ""]
     for r in results:
-        lines.append(f"- **{r['name']}** ({r['params']:,} params, {r['parity_rows']} parity rows): {r['note']}")
+        lines.append(f"- **{r['name']}** ({r['params']:,} params, {r['parity_rows']} parity rows, js backends "
+                     f"{r.get('js_backends', doc['settings']['js_backends'])}): {r['note']}")
     for note in doc.get("notes") or []:
         lines.append(f"- note: {note}")
     return "\n".join(lines) + "\n"
 
 
+def finish(doc: dict, args, imports: float, started: float, merged: bool = False) -> str:
+    """Totals, growth fit and notes into `doc`; writes ladder.json and ladder.md; returns the Markdown."""
+    doc["growth"] = growth(doc["models"])
+    sides = [r["side_by_side"] for r in doc["models"] if r.get("side_by_side")]
+    ok = [s for s in sides if not s["cli_failed"] and not s["deploykit_errors"]]
+    doc.pop("side_by_side", None)
+    if ok:
+        dk, cli = sum(s["deploykit_seconds"] for s in ok), sum(s["cli_seconds"] for s in ok)
+        doc["side_by_side"] = {"models": len(ok), "deploykit_seconds": round(dk, 2), "cli_seconds": round(cli, 2),
+                               "ratio": round(dk / cli, 3), "import_seconds": round(imports, 2)}
+    if not merged:
+        doc["machine"]["load_average_end"] = os.getloadavg()[0]
+        doc["notes"] = list(dict.fromkeys(REPORT_NOTES))
+    doc["wall_seconds"] = round(time.perf_counter() - started, 1)
+    markdown = render(doc)
+    (args.out / "ladder.json").write_text(json.dumps(doc, indent=2, default=str) + "\n")
+    (args.out / "ladder.md").write_text(markdown)
+    return markdown
+
+
+def merge(args) -> int:
+    """Combine earlier runs' ladder.json files (models in the order given) into one."""
+    docs = [json.loads(Path(p).read_text()) for p in args.merge]
+    first = docs[0]
+    models = []
+    for d in docs:
+        for r in d["models"]:
+            r.setdefault("js_backends", d["settings"]["js_backends"])
+            models.append(r)
+    imports = max((d.get("side_by_side") or {}).get("import_seconds", 0.0) for d in docs)
+    doc = {**first, "models": models, "merged_from": [str(p) for p in args.merge],
+           "machine": {"cpus": first["machine"]["cpus"], "load_average_start": first["machine"]["load_average_start"]},
+           "settings": {**first["settings"], "models": [r["name"] for r in models],
+                        "js_backends": ", ".join(dict.fromkeys(r["js_backends"] for r in models))}}
+    doc["machine"]["load_average_end"] = docs[-1]["machine"]["load_average_end"]
+    args.out.mkdir(parents=True, exist_ok=True)  # each model's deploykit figure keeps its own run's import charge
+    markdown = finish(doc, args, imports, time.perf_counter() - sum(d.get("wall_seconds", 0) for d in docs), merged=True)
+    print(markdown)
+    print(f"merged {len(docs)} run(s); wrote {args.out / 'ladder.json'} and {args.out / 'ladder.md'}")
+    return 0
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
+    if args.merge:
+        return merge(args)
     os.environ["DEPLOYKIT_JS_BACKENDS"] = args.js_backends
     args.out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
@@ -473,19 +527,7 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory(prefix="deploykit-ladder-") as tmp:
         for name in args.models:
             doc["models"].append(bench_model(name, args, Path(tmp), imports))
-    doc["growth"] = growth(doc["models"])
-    sides = [r["side_by_side"] for r in doc["models"] if r.get("side_by_side")]
-    ok = [s for s in sides if not s["cli_failed"] and not s["deploykit_errors"]]
-    if ok:
-        dk, cli = sum(s["deploykit_seconds"] for s in ok), sum(s["cli_seconds"] for s in ok)
-        doc["side_by_side"] = {"models": len(ok), "deploykit_seconds": round(dk, 2), "cli_seconds": round(cli, 2),
-                               "ratio": round(dk / cli, 3), "import_seconds": round(imports, 2)}
-    doc["machine"]["load_average_end"] = os.getloadavg()[0]
-    doc["notes"] = list(dict.fromkeys(REPORT_NOTES))
-    doc["wall_seconds"] = round(time.perf_counter() - started, 1)
-    markdown = render(doc)
-    (args.out / "ladder.json").write_text(json.dumps(doc, indent=2, default=str) + "\n")
-    (args.out / "ladder.md").write_text(markdown)
+            markdown = finish(doc, args, imports, started)  # rewritten after each model: partial runs keep their figures
     print(markdown)
     print(f"wall time {doc['wall_seconds']:.1f} s; wrote {args.out / 'ladder.json'} and {args.out / 'ladder.md'}")
     return 0

@@ -1,10 +1,11 @@
 """Quantization-aware training (tfmot), with the collaborative schemes after pruning/clustering.
 
 Choices (recorded in the manifest under `optimize.applied`):
-- Layers the quantize registry cannot quantize on their own (e.g. a `BatchNormalization` after a
-  `Conv2D(activation=...)`, which tfmot can only fold into an activation-free conv) are not annotated
-  and stay float (`qat_unsupported = "float"`, the default; their names are recorded as
-  `float_layers`). `qat_unsupported = "error"` refuses instead: exit 2 naming the layers.
+- The whole model is annotated, as tfmot's `quantize_model` does, so its transforms apply (e.g.
+  folding Conv2D + BatchNormalization). Each layer `quantize_apply` refuses (e.g. a
+  `BatchNormalization` after a `Conv2D(activation=...)`) is left unannotated, so float, and the build
+  goes on (`qat_unsupported = "float"`, the default; names recorded as `float_layers`);
+  `qat_unsupported = "error"` refuses instead: exit 2 naming the layer.
 - QAT is unsupported under tf.distribute: it always fine-tunes on one device (the default strategy),
   whatever `optimize.strategy` says, and records that.
 - After pruning, sparsity-preserving QAT (`Default8BitPrunePreserveQuantizeScheme`); after clustering,
@@ -14,6 +15,8 @@ Choices (recorded in the manifest under `optimize.applied`):
   wrappers are always stripped before QAT starts.
 """
 from __future__ import annotations
+
+import re
 
 from ..errors import BadInputError
 from ..tfenv import tensorflow, tf_keras
@@ -33,21 +36,45 @@ def scheme_for(pruned: bool, clustered: bool, preserve_sparsity: bool):
     return tfmot.quantization.keras.default_8bit.Default8BitQuantizeScheme(), "default_8bit"
 
 
-def annotate(keras_model, scheme, settings: OptimizeSettings):
-    """(annotated copy, names of the layers left float)."""
+def annotate(keras_model, scheme, settings: OptimizeSettings, left_float: set[str]):
+    """A copy with every layer annotated (as `quantize_annotate_model` does) except `left_float`."""
     import tensorflow_model_optimization as tfmot
 
-    registry = scheme.get_quantize_registry()
-    left_float: list[str] = []
-
     def one(layer):
-        if layer.name not in settings.skip_layers and registry.supports(layer):
-            return tfmot.quantization.keras.quantize_annotate_layer(layer)
-        left_float.append(layer.name)
-        return layer
+        if layer.name in left_float or layer.name in settings.skip_layers:
+            return layer
+        return tfmot.quantization.keras.quantize_annotate_layer(layer)
 
-    annotated = tf_keras().models.clone_model(keras_model, clone_function=one)
-    return annotated, left_float
+    return tf_keras().models.clone_model(keras_model, clone_function=one)
+
+
+_REFUSED = re.compile(r"Layer (\S+?):<class '[^']+'> is not supported")
+MAX_REFUSED = 200
+
+
+def quantize(keras_model, scheme, settings: OptimizeSettings):
+    """(QAT model, layers left float). tfmot's own annotation first, so its transforms (e.g. folding
+    Conv2D + BatchNormalization) apply; each layer quantize_apply refuses is then left float, one at a
+    time, or refused with exit 2 under `qat_unsupported = "error"`."""
+    import tensorflow_model_optimization as tfmot
+
+    left_float: set[str] = set()
+    for _ in range(MAX_REFUSED):
+        annotated = annotate(keras_model, scheme, settings, left_float)
+        try:
+            with tfmot.quantization.keras.quantize_scope():
+                return tfmot.quantization.keras.quantize_apply(annotated, scheme), sorted(left_float)
+        except RuntimeError as exc:
+            found = _REFUSED.search(str(exc))
+            if not found or found.group(1) in left_float:
+                raise BadInputError(f"optimize.qat: tfmot refused the model: {str(exc).splitlines()[0][:300]}") from None
+            if settings.qat_unsupported == "error":
+                raise BadInputError(f"optimize.qat: layer(s) {found.group(1)} cannot be quantization-aware trained "
+                                    "(e.g. BatchNormalization after Conv2D(activation=...)); set "
+                                    "optimize.qat_unsupported = \"float\" to leave it float, or put the activation "
+                                    "after the BatchNormalization") from None
+            left_float.add(found.group(1))
+    raise BadInputError(f"optimize.qat: more than {MAX_REFUSED} layers refused by tfmot")
 
 
 def apply(keras_model, data: finetune.Labelled, settings: OptimizeSettings, loss, *, pruned: bool, clustered: bool):
@@ -57,18 +84,7 @@ def apply(keras_model, data: finetune.Labelled, settings: OptimizeSettings, loss
     default = tensorflow().distribute.get_strategy()  # QAT is unsupported under tf.distribute
     scheme, scheme_name = scheme_for(pruned, clustered, settings.preserve_sparsity)
     copy = finetune.copy_in_scope(keras_model, default)
-    annotated, left_float = annotate(copy, scheme, settings)
-    unsupported = [n for n in left_float
-                   if n not in settings.skip_layers and type(annotated.get_layer(n)).__name__ != "InputLayer"]
-    if unsupported and settings.qat_unsupported == "error":
-        raise BadInputError(f"optimize.qat: layer(s) {', '.join(unsupported)} cannot be quantization-aware trained "
-                            "(e.g. BatchNormalization after Conv2D(activation=...)); set optimize.qat_unsupported = "
-                            "\"float\" to leave them float, or put the activation after the BatchNormalization")
-    try:
-        with tfmot.quantization.keras.quantize_scope():
-            model = tfmot.quantization.keras.quantize_apply(annotated, scheme)
-    except (RuntimeError, ValueError) as exc:
-        raise BadInputError(f"optimize.qat: tfmot refused the model: {str(exc).splitlines()[0][:300]}") from None
+    model, unsupported = quantize(copy, scheme, settings)
     logs = finetune.fit(model, data, settings, default, loss)
     facts = {"technique": "qat", "scheme": scheme_name, "float_layers": unsupported,
              "unsupported_policy": settings.qat_unsupported,

@@ -22,7 +22,7 @@ EXIT_HELP = "\b\nExit codes:\n" + "\n".join(f"  {code:>2}  {text}" for code, tex
 @click.group(epilog=EXIT_HELP, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="deploykit")
 def cli() -> None:
-    """Take a Keras model to TFLite (and later TF.js and TF Serving) artifacts, and prove each one
+    """Train a Keras model, take it to TFLite, TF.js and TF Serving artifacts, and prove each one
     in its own runtime against the reference model."""
 
 
@@ -45,11 +45,22 @@ class _Terminated(BaseException):
 
 
 def _on_sigterm(signum, frame):
+    from .runner import stop
+
+    stop()  # kill running runtime children and cancel queued ones, so the exit is prompt
     raise _Terminated()
+
+
+def _on_sigint(signum, frame):
+    from .runner import stop
+
+    stop()
+    raise KeyboardInterrupt()
 
 
 def _handle(as_json: bool, debug: bool, fn, log: str | None):
     signal.signal(signal.SIGTERM, _on_sigterm)
+    signal.signal(signal.SIGINT, _on_sigint)
     try:
         return fn()
     except DeployKitError as exc:
@@ -91,6 +102,7 @@ def _csv(value):
               help="A .keras or .h5 file, a SavedModel folder, or module:function returning a tf_keras model. "
                    "Default: the bundled example (a small CNN on scikit-learn's digits).")
 @click.option("--data", metavar="FILE.npz", help="One array per input name: parity data and int8 calibration set.")
+@click.option("--train-config", metavar="FILE", help="Train with the fit stage (TOML/YAML, as `deploykit train --config`), then build the trained model.")
 @click.option("--target", "targets", multiple=True, metavar="NAME", help="Target(s) to build, or 'all'. Repeatable. Default: tflite.")
 @click.option("--quantize", multiple=True, metavar="LIST",
               help="Variants to build, comma-separated: float32,float16,dynamic,int8,int16x8. Default: all.")
@@ -102,11 +114,24 @@ def _csv(value):
               help="Allow TensorFlow ops outside the TFLite builtins (the artifact then needs the Flex delegate).")
 @click.option("--no-latency", is_flag=True, help="Skip latency benchmarks (parity still runs).")
 @click.option("--jobs", type=int, metavar="N", help="Conversions and parity runs side by side (default: 2).")
+@click.option("--prune", type=float, metavar="SPARSITY", help="Prune to this sparsity (e.g. 0.8) with fine-tuning; see [optimize].")
+@click.option("--qat", is_flag=True, default=None, help="Quantization-aware training before conversion (int8 variants use it).")
+@click.option("--cluster", type=int, metavar="N", help="Cluster each kernel's weights to N values with fine-tuning.")
+@click.option("--base-image", metavar="IMAGE", help="serving: FROM image, NAME[:TAG] or NAME@sha256:DIGEST (default: tensorflow/serving:2.19.0).")
+@click.option("--push", metavar="REGISTRY/REPO:TAG", help="serving: push the image there once every check passed (digest in the manifest).")
+@click.option("--no-container", is_flag=True, help="serving: skip the image and the container check (in-process check only).")
+@click.option("--js-format", type=click.Choice(["graph", "layers"]), help="TF.js bundle format (default: graph).")
+@click.option("--js-shard-bytes", type=int, metavar="N", help="TF.js weight shard size in bytes (default: 4194304).")
+@click.option("--js-backends", metavar="LIST",
+              help="TF.js backends to validate on: cpu,wasm,chromium-wasm,chromium-webgl (default: cpu,wasm,chromium-wasm).")
+@click.option("--js-quantize", metavar="LIST|auto",
+              help="TF.js variants (float32,float16,uint16,uint8), or auto: keep the smallest that passes its budget.")
 @click.option("--json", "as_json", is_flag=True, help="Print the manifest (or the error) as JSON on stdout.")
 @click.option("--quiet", is_flag=True, help="No progress lines on stderr (warnings and errors still print).")
 @click.option("--debug", is_flag=True, help="Print tracebacks for internal errors and TensorFlow's native logs.")
-def build(model, data, targets, quantize, out, config_file, allow_unsafe_deserialization, allow_select_tf_ops,
-          no_latency, jobs, as_json, quiet, debug):
+def build(model, data, train_config, targets, quantize, out, config_file, allow_unsafe_deserialization, allow_select_tf_ops,
+          no_latency, jobs, base_image, push, no_container, as_json, quiet, debug, js_format, js_shard_bytes, js_backends,
+          js_quantize, prune, qat, cluster):
     """Build artifacts for the target(s), validate each in its runtime, write OUT/manifest.json."""
 
     def go():
@@ -118,9 +143,16 @@ def build(model, data, targets, quantize, out, config_file, allow_unsafe_deseria
         if no_latency:
             file_settings["latency"] = {**file_settings.get("latency", {}), "enabled": False}
             LatencySettings(**file_settings["latency"])  # unknown keys fail here, named
+        opt = {"prune": prune, "qat": qat, "cluster": cluster}
+        if any(v is not None for v in opt.values()):  # --prune/--qat/--cluster override the [optimize] table
+            file_settings["optimize"] = {**file_settings.get("optimize", {}), **{k: v for k, v in opt.items() if v is not None}}
+        js = {"format": js_format, "shard_bytes": js_shard_bytes, "backends": js_backends, "quantize": js_quantize}
+        if any(v is not None for v in js.values()):  # --js-* flags override the [js] table key by key
+            file_settings["js"] = {**file_settings.get("js", {}), **{k: v for k, v in js.items() if v is not None}}
         cfg = make_config(
-            file_settings, model=model, data=data, targets=_csv(targets), quantize=_csv(quantize), out=out,
+            file_settings, model=model, data=data, train_config=train_config, targets=_csv(targets), quantize=_csv(quantize), out=out,
             allow_unsafe_deserialization=allow_unsafe_deserialization, allow_select_tf_ops=allow_select_tf_ops, jobs=jobs,
+            base_image=base_image, push=push, container=False if no_container else None,
         )
         return run(cfg, for_terminal(quiet))
 
@@ -162,6 +194,25 @@ def targets(as_json):
     for t in described:
         click.echo(f"{t['name']:<8} {t['summary']}")
         click.echo(f"{'':<8} runtime: {t['runtime']}; variants: {', '.join(t['variants'])}")
+
+
+def _register_train() -> None:
+    from .fit.command import train
+
+    cli.add_command(train)
+
+
+_register_train()
+
+
+def _register_report_publish() -> None:
+    from .cli_publish import publish, report
+
+    cli.add_command(report)
+    cli.add_command(publish)
+
+
+_register_report_publish()
 
 
 def main() -> None:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import shutil
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +16,7 @@ from .config import BuildConfig, load_config_file, make_config
 from .errors import BadInputError, BudgetError
 from .output import OutputFolder
 from .progress import Reporter, silent
+from .runner import map_jobs
 from .sniff import file_sha256, sniff
 from .targets import resolve, target_class
 
@@ -40,7 +40,10 @@ def plan_variants(cfg: BuildConfig, names: list[str]) -> dict[str, list[str]]:
     plan = {}
     for name in names:
         cls = target_class(name)
-        plan[name] = [v for v in cls.variants if cfg.quantize is None or v in cfg.quantize]
+        wanted = cfg.quantize
+        if name == "js" and cfg.js.quantize is not None:  # --js-quantize LIST|auto (auto alone: every variant)
+            wanted = [v for v in cfg.js.quantize if v != "auto"] or None
+        plan[name] = [v for v in cls.variants if wanted is None or v in wanted]
     if cfg.quantize:
         known = {v for name in names for v in target_class(name).variants}
         unknown = [v for v in cfg.quantize if v not in known]
@@ -61,7 +64,10 @@ def run(cfg: BuildConfig, rep: Reporter) -> dict:
     variants = plan_variants(cfg, names)
     targets = {n: target_class(n)() for n in names}
     for t in targets.values():
+        t.configure(cfg)  # settings the runtime check depends on (e.g. serving --no-container)
         t.check_runtime()
+    if cfg.model and cfg.train_config:
+        raise BadInputError("--model and --train-config: give one (--train-config trains the model to build)")
     source = sniff(cfg.model) if cfg.model else None  # bad paths fail before TensorFlow loads
     timings: dict[str, float] = {}
 
@@ -69,10 +75,18 @@ def run(cfg: BuildConfig, rep: Reporter) -> dict:
         staging, work = folder.staging, folder.staging / ".work"
         work.mkdir()
         # 1. model and data -------------------------------------------------------------------
-        with rep.step("load model" if source else "train the bundled example (digits CNN)"):
+        label = "load model" if source else f"train {cfg.train_config}" if cfg.train_config else "train the bundled example (digits CNN)"
+        with rep.step(label):
             t0 = time.perf_counter()
-            model, inputs, data_facts, example = _model_and_data(cfg, source, rep)
+            model, inputs, data_facts, example, training = _model_and_data(cfg, source, rep, work)
             timings["load_seconds"] = time.perf_counter() - t0
+        optimized = None
+        if cfg.optimize.requested:  # prune / cluster / QAT: every target then converts the stripped model
+            from . import optimize
+
+            with rep.step(f"optimize: {cfg.optimize.describe()}"):
+                optimized = optimize.apply(model, cfg, work, rep)
+            model = optimized.model
         parity_in = data_mod.take(inputs, cfg.parity_samples)
         calibration = data_mod.take(inputs, cfg.calibration_samples)
         data_facts.update(rows=_rows(inputs), parity_rows=_rows(parity_in), calibration_rows=_rows(calibration))
@@ -96,8 +110,7 @@ def run(cfg: BuildConfig, rep: Reporter) -> dict:
         jobs = [(name, v) for name in names for v in variants[name]]
         t0 = time.perf_counter()
         with rep.step(f"convert {len(jobs)} artifact(s)"):
-            with ThreadPoolExecutor(max_workers=cfg.jobs) as pool:
-                artifacts = list(pool.map(lambda j: targets[j[0]].convert(j[1], staging / j[0], calibration, cfg), jobs))
+            artifacts = map_jobs(lambda j: targets[j[0]].convert(j[1], staging / j[0], calibration, cfg), jobs, cfg.jobs)
         timings["convert_seconds"] = time.perf_counter() - t0
 
         # 3. validation in each runtime ---------------------------------------------------------
@@ -115,35 +128,58 @@ def run(cfg: BuildConfig, rep: Reporter) -> dict:
         timings["validate_seconds"] = time.perf_counter() - t0
         for r in records:
             rep.info(_summary_line(r))
+        if "js" in targets and cfg.js.auto:  # keep the smallest js variant that passed, drop the others
+            from .targets.js import auto_select
+
+            target_facts["js"]["quantize_auto"] = auto_select(records)
+            for r in records:
+                if r.get("dropped"):
+                    shutil.rmtree(r["artifact"].path)
+            rep.info(f"--js-quantize auto: {target_facts['js']['quantize_auto']['selected'] or 'no js variant passed'}")
+        # what the optimization bought, against the unoptimized artifacts (deploykit/optimize)
+        opt_section = optimized.report(records, calibration, cfg, work, rep) if optimized else None
+
+        for t in targets.values():  # e.g. serving --push: publishes only when every artifact passed
+            t.publish(records)
 
         # 4. manifest and commit ------------------------------------------------------------------
         shutil.rmtree(work)
         timings["total_seconds"] = time.perf_counter() - started
         doc = _manifest(cfg, model, data_facts, example, target_facts, records, staging, timings)
+        if training:
+            doc["training"] = training
+        if opt_section:
+            doc["optimize"] = opt_section
+            doc["passed"] = doc["passed"] and opt_section["passed"]
+        from .report import write_for_build  # report.json/.md/.html, added to the file table
+
+        write_for_build(staging, doc)
         manifest_mod.write(staging, doc)
         if not doc["passed"]:
             lines = verify.failure_lines(doc["artifacts"])
+            lines += [f"optimize: {f['message']}" for f in doc.get("optimize", {}).get("failures", [])]
+            notes = _quantization_notes(doc["artifacts"]) if "js" in targets else []
             raise BudgetError(
-                f"{len(lines)} budget failure(s); output folder left unchanged:\n  " + "\n  ".join(lines),
-                manifest=doc, details={"failures": lines},
+                f"{len(lines)} budget failure(s); output folder left unchanged:\n  " + "\n  ".join(lines + notes),
+                manifest=doc, details={"failures": lines, "notes": notes},
             )
         folder.commit()
-    rep.info(f"wrote {Path(cfg.out)} ({len(records)} artifact(s), {timings['total_seconds']:.1f} s)")
+    rep.info(f"wrote {Path(cfg.out)} ({len(doc['artifacts'])} artifact(s), {timings['total_seconds']:.1f} s)")
     return doc
 
 
-def _model_and_data(cfg: BuildConfig, source, rep: Reporter):
-    """(model, inputs by name, data facts for the manifest, example facts or None)."""
-    from . import example as example_mod
+def _model_and_data(cfg: BuildConfig, source, rep: Reporter, work: Path):
+    """(model, inputs by name, data facts, example facts or None, training metrics or None)."""
     from . import loader
 
-    example = None
-    if source is None:
-        keras_model, inputs, _labels, accuracy = example_mod.train(cfg.example_epochs, cfg.seed)
-        model = loader._from_keras(example_mod.SOURCE, keras_model, tf_keras_model=True, findings=[])
-        facts = {"origin": "example", "path": None, "sha256": None, "warnings": []}
-        example = {"name": "digits_cnn", "dataset": "sklearn.datasets.load_digits", "epochs": cfg.example_epochs,
-                   "validation_accuracy": accuracy}
+    example = training = None
+    if source is None:  # train first: the bundled example, or the user's fit-stage config
+        model, inputs, training = _train(cfg, rep, work)
+        origin = "training" if cfg.train_config else "example"
+        facts = {"origin": origin, "path": cfg.train_config, "sha256": None, "warnings": []}
+        if not cfg.train_config:
+            example = {"name": "digits_cnn", "dataset": "sklearn.datasets.load_digits", "epochs": cfg.example_epochs,
+                       "validation_accuracy": training["final_validation"].get("accuracy")}
     else:
         model = loader.load(source, cfg.allow_unsafe_deserialization)
         if not model.optimizable:
@@ -155,7 +191,44 @@ def _model_and_data(cfg: BuildConfig, source, rep: Reporter):
         rep.warn(RANDOM_DATA_WARNING)
         inputs = data_mod.generate(model.contract, seed=cfg.seed)
         facts = {"origin": "generated", "path": None, "sha256": None, "warnings": [RANDOM_DATA_WARNING]}
-    return model, inputs, facts, example
+    return model, inputs, facts, example, training
+
+
+def _train(cfg: BuildConfig, rep: Reporter, work: Path):
+    """Run the fit stage in this process; the trained model's validation rows are the parity data."""
+    from . import example as example_mod, loader
+    from .fit.config import load_train_config
+    from .fit.data import validation_inputs
+    from .fit.trainer import train_model
+    from .sniff import ModelSource
+
+    if cfg.train_config:
+        tcfg = load_train_config(cfg.train_config)
+        source = ModelSource("training", f"train-config:{cfg.train_config}", keras="tf_keras",
+                             sha256=file_sha256(Path(cfg.train_config)))
+    else:  # the bundled example goes through the same stage (mirrored strategy on CPU)
+        tcfg = load_train_config(None, epochs=cfg.example_epochs, seed=cfg.seed, batch_size=32, tensorboard=False)
+        source = example_mod.SOURCE
+    if tcfg.distributed:
+        raise BadInputError(f"{cfg.train_config}: strategy {tcfg.strategy} runs as several processes: train with "
+                            "`deploykit train --config FILE --local-workers N --out RUN`, then build --model RUN/model.keras")
+    keras_model, metrics = train_model(tcfg, work / "run", rep)
+    kept = work.parent / "training"  # the run's model and metrics ship with the build
+    kept.mkdir()
+    for name in ("model.keras", "metrics.json", "history.jsonl"):
+        shutil.copy2(work / "run" / name, kept / name)
+    model = loader._from_keras(source, keras_model, tf_keras_model=True, findings=[])
+    inputs = validation_inputs(tcfg, keras_model, max(cfg.parity_samples, cfg.calibration_samples))
+    keep = ("strategy", "replicas", "num_workers", "global_batch_size", "per_replica_batch_size", "shard_policy",
+            "steps_per_epoch", "epochs", "epochs_completed", "history", "final_validation", "wall_time_s",
+            "fit_time_s", "examples_per_sec", "config")
+    return model, inputs, {k: metrics[k] for k in keep}
+
+
+def _quantization_notes(artifacts: list[dict]) -> list[str]:
+    from .targets.js import quantization_notes  # quantized js variants that failed, and which passed
+
+    return [f"note: {n}" for n in quantization_notes(artifacts)]
 
 
 def _rows(arrays: dict) -> int:
@@ -175,6 +248,8 @@ def _manifest(cfg, model, data_facts, example, target_facts, records, staging: P
     artifacts = []
     float_bytes = {r["artifact"].target: r["bytes"] for r in records if r["artifact"].variant == "float32"}
     for r in records:
+        if r.get("dropped"):  # rejected by --js-quantize auto: recorded under targets.js.quantize_auto
+            continue
         a = r["artifact"]
         base = float_bytes.get(a.target)
         artifacts.append({

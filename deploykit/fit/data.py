@@ -57,18 +57,22 @@ def _arrays(cfg: TrainConfig):
     return x[:cut], y[:cut], x[cut:], y[cut:]
 
 
+def call(fn, field: str, label: str):
+    """Call a user's builder; anything it raises becomes exit 2 naming the config field."""
+    try:
+        return fn()
+    except BadInputError:
+        raise
+    except Exception as exc:
+        raise BadInputError(f"{field}: {label} raised {type(exc).__name__}: {exc}") from None
+
+
 def make_datasets(cfg: TrainConfig, input_name: str | None = None):
     """(train, valid, info); info has steps_per_epoch (None if unknown) and the number of train rows."""
     tf = tensorflow()
     options = shard_options(cfg.shard_policy)
     if cfg.dataset is not None and ":" in cfg.dataset and not cfg.dataset.endswith(".npz"):
-        fn = resolve(cfg.dataset, "dataset")
-        try:
-            result = fn()
-        except BadInputError:
-            raise
-        except Exception as exc:
-            raise BadInputError(f"dataset: {cfg.dataset} raised {type(exc).__name__}: {exc}") from None
+        result = call(resolve(cfg.dataset, "dataset"), "dataset", cfg.dataset)
         if not (isinstance(result, tuple) and len(result) == 2
                 and all(isinstance(d, tf.data.Dataset) for d in result)):
             raise BadInputError(f"dataset: {cfg.dataset} must return (train, valid) tf.data.Datasets")

@@ -16,7 +16,7 @@ from ..errors import BadInputError
 from ..progress import Reporter
 from ..tfenv import tf_keras
 from .config import TrainConfig
-from .data import check_spec, make_datasets, resolve
+from .data import call, check_spec, make_datasets, resolve
 from .strategy import Role, make_strategy, replicas, role_from_env, run_server
 
 _OPTIMIZERS = {"adam": "Adam", "sgd": "SGD", "rmsprop": "RMSprop", "adagrad": "Adagrad", "adamw": "AdamW", "nadam": "Nadam"}
@@ -29,12 +29,7 @@ def build_model(cfg: TrainConfig):
         from ..example import build_model as builder
     else:
         builder = resolve(cfg.model, "model")
-    try:
-        model = builder()
-    except BadInputError:
-        raise
-    except Exception as exc:
-        raise BadInputError(f"model: builder {cfg.model or 'example'} raised {type(exc).__name__}: {exc}") from None
+    model = call(builder, "model", f"builder {cfg.model or 'example'}")
     if not isinstance(model, keras.Model):
         raise BadInputError(f"model: builder {cfg.model} returned {type(model).__name__}, not a tf_keras Model")
     return model

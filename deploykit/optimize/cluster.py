@@ -15,14 +15,7 @@ from .config import OptimizeSettings
 def clusterable(layer, skip) -> bool:
     from tensorflow_model_optimization.python.core.clustering.keras.clustering_registry import ClusteringRegistry
 
-    if layer.name in skip or not layer.trainable_weights:
-        return False
-    if not ClusteringRegistry.supports(layer):
-        return False
-    try:
-        return bool(ClusteringRegistry._weight_names(layer))
-    except KeyError:  # recurrent and attention layers: tfmot looks their weights up itself
-        return True
+    return finetune.wrappable(layer, skip, ClusteringRegistry)
 
 
 def apply(keras_model, data: finetune.Labelled, settings: OptimizeSettings, loss, strategy, *, pruned: bool):

@@ -155,3 +155,15 @@ def fit(keras_model, data: Labelled, settings: OptimizeSettings, strategy, loss,
     history = keras_model.fit(feed(keras_model, data.x_train), data.y_train, epochs=settings.epochs,
                               batch_size=settings.batch_size, callbacks=list(callbacks), verbose=0, shuffle=True)
     return {k: float(v[-1]) for k, v in history.history.items()}
+
+
+def wrappable(layer, skip, registry) -> bool:
+    """Whether a tfmot registry (PruneRegistry, ClusteringRegistry) can wrap this layer's weights."""
+    if layer.name in skip or not layer.trainable_weights:
+        return False
+    if not registry.supports(layer):
+        return False
+    try:
+        return bool(registry._weight_names(layer))
+    except KeyError:  # recurrent and attention layers: tfmot looks their weights up itself
+        return True

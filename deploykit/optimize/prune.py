@@ -88,14 +88,7 @@ def _schedule(settings: OptimizeSettings, plan: dict):
 def prunable(layer, skip) -> bool:
     from tensorflow_model_optimization.python.core.sparsity.keras.prune_registry import PruneRegistry
 
-    if layer.name in skip or not layer.trainable_weights:
-        return False
-    if not PruneRegistry.supports(layer):
-        return False
-    try:
-        return bool(PruneRegistry._weight_names(layer))
-    except KeyError:  # recurrent and attention layers: tfmot looks their weights up itself
-        return True
+    return finetune.wrappable(layer, skip, PruneRegistry)
 
 
 def apply(keras_model, data: finetune.Labelled, settings: OptimizeSettings, loss, strategy):

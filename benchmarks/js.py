@@ -84,7 +84,7 @@ def build(name: str, args, work: Path) -> tuple[dict, float]:
 
 def default_breaches(entry: dict) -> list[str]:
     """Which of deploykit's default parity budgets this artifact's (worst-backend) metrics break."""
-    from deploykit.parity import OUTPUT_METRICS  # metric -> True when the budget is a floor
+    from deploykit.validation.parity import OUTPUT_METRICS  # metric -> True when the budget is a floor
     from deploykit.targets import target_class
 
     found = []
@@ -98,10 +98,10 @@ def default_breaches(entry: dict) -> list[str]:
 
 def time_artifacts(manifest: dict, out: Path, args, work: Path) -> list[dict]:
     """One row per (artifact, backend): latency summary in that runtime, alone in its process."""
-    from deploykit import latency as latency_stats
+    from deploykit.validation import latency as latency_stats
     from deploykit.config import LatencySettings
     from deploykit.targets import Artifact, RunRequest, target_class
-    from deploykit.verify import measure_latency
+    from deploykit.validation.judge import measure_latency
 
     settings = LatencySettings(warmup=args.warmup, iterations=args.iterations, max_seconds=args.max_seconds)
     inputs = out / manifest["data"]["inputs"]

@@ -90,7 +90,7 @@ def log(message: str) -> None:
 def train_example(epochs: int = 12, seed: int = 0):
     """The bundled digits CNN trained as `deploykit build` trains it (Adam 2e-3, batch 32, 12 epochs);
     returns (model, validation inputs by name, validation accuracy)."""
-    from deploykit import example
+    from deploykit.intake import example
     from deploykit.tfenv import tf_keras
 
     keras = tf_keras()
@@ -177,7 +177,7 @@ def guard_report_writer() -> None:
     step raises, the build's timings and manifest would be lost to the ladder. The benchmark wraps it
     so a report failure is recorded (in the notes) and the build completes; its time is still counted."""
     try:
-        import deploykit.report as report
+        import deploykit.reporting as report
     except Exception:  # noqa: BLE001 - no report module in this checkout: nothing to guard
         return
     original = getattr(report, "write_for_build", None)
@@ -198,7 +198,7 @@ def guard_report_writer() -> None:
 def report_table(manifest: dict) -> str | None:
     """The artifact table of deploykit's own report.md (`deploykit.report`), when it renders."""
     try:
-        from deploykit import report
+        from deploykit import reporting as report
 
         md = report.render(report.build_report(manifest))["report.md"]
     except Exception as exc:  # noqa: BLE001 - absent or failing: the ladder's own table stands

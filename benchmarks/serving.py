@@ -19,8 +19,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import deploykit  # noqa: E402
-from deploykit import container as ctr  # noqa: E402
-from deploykit.serving_rest import CONCURRENCY, RestClient, concurrent, load_figures  # noqa: E402
+from deploykit.targets.serving import container as ctr  # noqa: E402
+from deploykit.targets.serving.rest import CONCURRENCY, RestClient, concurrent, load_figures  # noqa: E402
 
 
 def main() -> None:

@@ -124,7 +124,7 @@ def rows_of(manifest: dict) -> list[dict]:
 
 def default_breaches(variant: str, metrics: dict) -> list[str]:
     """Which of deploykit's default parity budgets these metrics break (matters under overrides)."""
-    from deploykit.parity import OUTPUT_METRICS  # metric -> True when the budget is a floor
+    from deploykit.validation.parity import OUTPUT_METRICS  # metric -> True when the budget is a floor
     from deploykit.targets import target_class
 
     found = []

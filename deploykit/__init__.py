@@ -8,14 +8,14 @@ __version__ = "0.1.0"
 
 def build(*args, **kwargs):
     """See `deploykit.pipeline.build`."""
-    from .pipeline import build as _build
+    from deploykit.pipeline import build as _build
 
     return _build(*args, **kwargs)
 
 
 def validate(out, **kwargs):
-    """See `deploykit.verify.revalidate`."""
-    from .verify import revalidate
+    """See `deploykit.validation.judge.revalidate`."""
+    from deploykit.validation.judge import revalidate
 
     return revalidate(out, **kwargs)
 

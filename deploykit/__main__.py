@@ -1,3 +1,3 @@
-from .cli import main
+from deploykit.cli import main
 
 main()

@@ -17,7 +17,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from .errors import BadInputError, DeployKitError, LockedError, OutputUnwritableError
+from deploykit.errors import BadInputError, DeployKitError, LockedError, OutputUnwritableError
 
 MANIFEST = "manifest.json"
 

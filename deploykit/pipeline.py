@@ -11,14 +11,19 @@ import time
 from pathlib import Path
 from typing import Any
 
-from . import __version__, data as data_mod, manifest as manifest_mod, parity, verify
-from .config import BuildConfig, load_config_file, make_config
-from .errors import BadInputError, BudgetError
-from .output import OutputFolder
-from .progress import Reporter, silent
-from .runner import map_jobs
-from .sniff import file_sha256, sniff
-from .targets import resolve, target_class
+from typing import Mapping
+
+from deploykit import __version__, manifest as manifest_mod
+from deploykit.config import BuildConfig, load_config_file, make_config
+from deploykit.errors import BadInputError, BudgetError
+from deploykit.intake import data as data_mod
+from deploykit.intake.sniff import file_sha256, sniff
+from deploykit.output import OutputFolder
+from deploykit.progress import Reporter, silent
+from deploykit.records import ArtifactRecord
+from deploykit.runner import map_jobs
+from deploykit.targets import Target, resolve, target_class
+from deploykit.validation import judge, parity
 
 RANDOM_DATA_WARNING = (
     "no --data given: parity inputs are generated from the model signature (random values); "
@@ -36,16 +41,11 @@ def build(model: str | None = None, data: str | None = None, targets=None, quant
     return run(cfg, reporter or silent())
 
 
-def plan_variants(cfg: BuildConfig, names: list[str]) -> dict[str, list[str]]:
-    plan = {}
-    for name in names:
-        cls = target_class(name)
-        wanted = cfg.quantize
-        if name == "js" and cfg.js.quantize is not None:  # --js-quantize LIST|auto (auto alone: every variant)
-            wanted = [v for v in cfg.js.quantize if v != "auto"] or None
-        plan[name] = [v for v in cls.variants if wanted is None or v in wanted]
+def plan_variants(cfg: BuildConfig, targets: Mapping[str, Target]) -> dict[str, list[str]]:
+    """Which variants each target converts; unknown `--quantize` variants and budget names fail."""
+    plan = {name: t.plan_variants(cfg.quantize) for name, t in targets.items()}
     if cfg.quantize:
-        known = {v for name in names for v in target_class(name).variants}
+        known = {v for t in targets.values() for v in t.variants}
         unknown = [v for v in cfg.quantize if v not in known]
         if unknown:
             raise BadInputError(f"--quantize: unknown variant(s) {', '.join(unknown)} (known: {', '.join(sorted(known))})")
@@ -58,14 +58,53 @@ def plan_variants(cfg: BuildConfig, names: list[str]) -> dict[str, list[str]]:
     return plan
 
 
+class Runtimes:
+    """Conversion and runtime calls with the build's targets, for the optimize stage: it asks the
+    pipeline for its unoptimized baseline artifacts and their outputs instead of reaching into the
+    targets and validation itself."""
+
+    def __init__(self, cfg: BuildConfig, targets: Mapping[str, Target], calibration, work: Path) -> None:
+        self.cfg, self.targets, self.calibration, self.work = cfg, targets, calibration, work
+
+    def convert_like(self, model, records: list[ArtifactRecord]) -> dict[str, ArtifactRecord]:
+        """Convert `model` with the same targets and variants as `records`: key -> record."""
+        root = self.work / "baseline"
+        saved_model = model.export_saved_model(root / "saved_model")
+        wanted: dict[str, list[str]] = {}
+        for r in records:
+            wanted.setdefault(r.target, []).append(r.variant)
+        built = {}
+        for name, variants in wanted.items():
+            target = target_class(name)(self.cfg.settings_for(name))
+            target.prepare(model, saved_model, self.calibration, self.cfg, root)
+            self.targets = {**self.targets, f"baseline:{name}": target}
+            for variant in variants:
+                artifact = target.convert(variant, root / name, self.calibration, self.cfg)
+                built[f"{name}/{variant}"] = ArtifactRecord(artifact, records[0].inputs, {}, 0, rejected="baseline")
+        return built
+
+    def _target(self, record: ArtifactRecord) -> Target:
+        key = f"baseline:{record.target}" if record.rejected == "baseline" else record.target
+        return self.targets[key]
+
+    def outputs(self, record: ArtifactRecord, inputs: Path) -> dict | None:
+        """The artifact's outputs on `inputs`, from its runtime (the first backend), or None."""
+        result, outputs = judge.run_outputs(self._target(record), record.artifact, inputs, self.work,
+                                            tag=f"outputs-{abs(hash(str(inputs)))}")
+        return next(iter(outputs.values())) if outputs else None
+
+    def p50_ms(self, record: ArtifactRecord) -> float | None:
+        measured = judge.measure_latency(self._target(record), record.artifact, record.inputs, self.cfg.latency, self.work)
+        return measured.get("latency", {}).get("p50_ms")
+
+
 def run(cfg: BuildConfig, rep: Reporter) -> dict:
     started = time.perf_counter()
     names = resolve(cfg.targets)
-    variants = plan_variants(cfg, names)
-    targets = {n: target_class(n)() for n in names}
+    targets = {n: target_class(n)(cfg.settings_for(n)) for n in names}
+    variants = plan_variants(cfg, targets)
     for t in targets.values():
-        t.configure(cfg)  # settings the runtime check depends on (e.g. serving --no-container)
-        t.check_runtime()
+        t.check_runtime(cfg)
     if cfg.model and cfg.train_config:
         raise BadInputError("--model and --train-config: give one (--train-config trains the model to build)")
     source = sniff(cfg.model) if cfg.model else None  # bad paths fail before TensorFlow loads
@@ -82,7 +121,7 @@ def run(cfg: BuildConfig, rep: Reporter) -> dict:
             timings["load_seconds"] = time.perf_counter() - t0
         optimized = None
         if cfg.optimize.requested:  # prune / cluster / QAT: every target then converts the stripped model
-            from . import optimize
+            from deploykit import optimize
 
             with rep.step(f"optimize: {cfg.optimize.describe()}"):
                 optimized = optimize.apply(model, cfg, work, rep)
@@ -114,51 +153,46 @@ def run(cfg: BuildConfig, rep: Reporter) -> dict:
         timings["convert_seconds"] = time.perf_counter() - t0
 
         # 3. validation in each runtime ---------------------------------------------------------
-        records = [
-            {"target": targets[a.target], "artifact": a, "inputs": inputs_npz,
-             "bytes": manifest_mod.artifact_digest(a.path)[1],
-             "budget": verify.budget_for(type(targets[a.target]), a.variant, cfg.budgets)}
-            for a in artifacts
-        ]
+        records = [ArtifactRecord(a, inputs_npz, judge.budget_for(type(targets[a.target]), a.variant, cfg.budgets),
+                                  manifest_mod.artifact_digest(a.path)[1]) for a in artifacts]
         t0 = time.perf_counter()
         label = "parity" + (" and latency" if cfg.latency.enabled else "")
         with rep.step(f"validate {len(records)} artifact(s): {label}"):
-            verify.judge(records, model.contract, reference, measure=cfg.latency.enabled,
-                           settings=cfg.latency, work=work, jobs=cfg.jobs)
+            judge.judge(records, targets, model.contract, reference, measure=cfg.latency.enabled,
+                        settings=cfg.latency, work=work, jobs=cfg.jobs)
         timings["validate_seconds"] = time.perf_counter() - t0
         for r in records:
             rep.info(_summary_line(r))
-        if "js" in targets and cfg.js.auto:  # keep the smallest js variant that passed, drop the others
-            from .targets.js import auto_select
-
-            target_facts["js"]["quantize_auto"] = auto_select(records)
-            for r in records:
-                if r.get("dropped"):
-                    shutil.rmtree(r["artifact"].path)
-            rep.info(f"--js-quantize auto: {target_facts['js']['quantize_auto']['selected'] or 'no js variant passed'}")
+        for name, t in targets.items():  # e.g. js auto-selection, serving --push
+            facts = t.after_validation(records, rep)
+            if facts:
+                target_facts[name].update(facts)
+        for r in records:
+            if r.rejected:  # kept out of the output; the target's facts say why
+                shutil.rmtree(r.artifact.path)
+        kept = [r for r in records if not r.rejected]
         # what the optimization bought, against the unoptimized artifacts (deploykit/optimize)
-        opt_section = optimized.report(records, calibration, cfg, work, rep) if optimized else None
-
-        for t in targets.values():  # e.g. serving --push: publishes only when every artifact passed
-            t.publish(records)
+        opt_section = None
+        if optimized:
+            opt_section = optimized.report(kept, Runtimes(cfg, targets, calibration, work), cfg, rep)
 
         # 4. manifest and commit ------------------------------------------------------------------
         shutil.rmtree(work)
         timings["total_seconds"] = time.perf_counter() - started
-        doc = _manifest(cfg, model, data_facts, example, target_facts, records, staging, timings)
+        doc = _manifest(cfg, model, data_facts, example, target_facts, kept, staging, timings)
         if training:
             doc["training"] = training
         if opt_section:
             doc["optimize"] = opt_section
             doc["passed"] = doc["passed"] and opt_section["passed"]
-        from .report import write_for_build  # report.json/.md/.html, added to the file table
+        from deploykit.reporting import write_for_build  # report.json/.md/.html, added to the file table
 
         write_for_build(staging, doc)
         manifest_mod.write(staging, doc)
         if not doc["passed"]:
-            lines = verify.failure_lines(doc["artifacts"])
+            lines = judge.failure_lines(doc["artifacts"])
             lines += [f"optimize: {f['message']}" for f in doc.get("optimize", {}).get("failures", [])]
-            notes = _quantization_notes(doc["artifacts"]) if "js" in targets else []
+            notes = [n for t in targets.values() for n in t.failure_notes(records)]
             raise BudgetError(
                 f"{len(lines)} budget failure(s); output folder left unchanged:\n  " + "\n  ".join(lines + notes),
                 manifest=doc, details={"failures": lines, "notes": notes},
@@ -170,7 +204,7 @@ def run(cfg: BuildConfig, rep: Reporter) -> dict:
 
 def _model_and_data(cfg: BuildConfig, source, rep: Reporter, work: Path):
     """(model, inputs by name, data facts, example facts or None, training metrics or None)."""
-    from . import loader
+    from deploykit.intake import loader
 
     example = training = None
     if source is None:  # train first: the bundled example, or the user's fit-stage config
@@ -196,11 +230,11 @@ def _model_and_data(cfg: BuildConfig, source, rep: Reporter, work: Path):
 
 def _train(cfg: BuildConfig, rep: Reporter, work: Path):
     """Run the fit stage in this process; the trained model's validation rows are the parity data."""
-    from . import example as example_mod, loader
-    from .fit.config import load_train_config
-    from .fit.data import validation_inputs
-    from .fit.trainer import train_model
-    from .sniff import ModelSource
+    from deploykit.intake import example as example_mod, loader
+    from deploykit.fit.config import load_train_config
+    from deploykit.fit.data import validation_inputs
+    from deploykit.fit.trainer import train_model
+    from deploykit.intake.sniff import ModelSource
 
     if cfg.train_config:
         tcfg = load_train_config(cfg.train_config)
@@ -225,47 +259,22 @@ def _train(cfg: BuildConfig, rep: Reporter, work: Path):
     return model, inputs, {k: metrics[k] for k in keep}
 
 
-def _quantization_notes(artifacts: list[dict]) -> list[str]:
-    from .targets.js import quantization_notes  # quantized js variants that failed, and which passed
-
-    return [f"note: {n}" for n in quantization_notes(artifacts)]
-
-
 def _rows(arrays: dict) -> int:
     return len(next(iter(arrays.values())))
 
 
-def _summary_line(r: dict) -> str:
-    a, lat = r["artifact"], r["latency"]
-    verdict = "PASS" if r["passed"] else "FAIL"
-    speed = f", p50 {lat['p50_ms']:.3f} ms" if lat else ""
-    return f"{verdict} {a.target}/{a.variant}: {r['bytes']:,} bytes{speed}"
+def _summary_line(r: ArtifactRecord) -> str:
+    verdict = "PASS" if r.passed else "FAIL"
+    speed = f", p50 {r.latency['p50_ms']:.3f} ms" if r.latency else ""
+    return f"{verdict} {r.key}: {r.bytes:,} bytes{speed}"
 
 
 def _manifest(cfg, model, data_facts, example, target_facts, records, staging: Path, timings) -> dict:
-    from .loader import OPTIMIZE_NOTE
+    from deploykit.intake.loader import OPTIMIZE_NOTE
 
-    artifacts = []
-    float_bytes = {r["artifact"].target: r["bytes"] for r in records if r["artifact"].variant == "float32"}
-    for r in records:
-        if r.get("dropped"):  # rejected by --js-quantize auto: recorded under targets.js.quantize_auto
-            continue
-        a = r["artifact"]
-        base = float_bytes.get(a.target)
-        artifacts.append({
-            "target": a.target,
-            "variant": a.variant,
-            "path": a.path.relative_to(staging).as_posix(),
-            "sha256": manifest_mod.artifact_digest(a.path)[0],
-            "bytes": r["bytes"],
-            "size_ratio_to_float32": (r["bytes"] / base) if base else None,
-            "details": dict(a.details),
-            "budget": r["budget"],
-            "parity": r["parity"],
-            "latency": r["latency"],
-            "failures": r["failures"],
-            "passed": r["passed"],
-        })
+    float_bytes = {r.target: r.bytes for r in records if r.variant == "float32"}
+    artifacts = [r.to_manifest(staging, manifest_mod.artifact_digest(r.artifact.path)[0], float_bytes.get(r.target))
+                 for r in records]
     source = {**model.source.to_json(), "optimizable": model.optimizable,
               "policy_findings_allowed": list(model.findings)}
     if not model.optimizable:

@@ -114,7 +114,7 @@ def test_emitted_tfjob_validates_against_the_crd_schema(tmp_path, strategy, repl
 def test_mirrored_in_process_trains_and_exports_the_training_signature(tmp_path, tf, keras):
     import numpy as np
 
-    from deploykit.example import digits
+    from deploykit.intake.example import digits
     from deploykit.fit import train
 
     m = train(None, out=tmp_path / "run", epochs=3)
@@ -143,7 +143,7 @@ def test_mirrored_in_process_trains_and_exports_the_training_signature(tmp_path,
 def test_npz_dataset_with_single_process_strategies(tmp_path, strategy):
     import numpy as np
 
-    from deploykit.example import digits
+    from deploykit.intake.example import digits
     from deploykit.fit import train
 
     x, y, _, _ = digits(1)
@@ -276,7 +276,7 @@ def test_build_with_train_config_trains_then_builds(tmp_path):
     import numpy as np
 
     import deploykit
-    from deploykit.example import digits
+    from deploykit.intake.example import digits
 
     x, y, _, _ = digits(2)
     np.savez(tmp_path / "digits.npz", x=x, y=y)
@@ -317,7 +317,7 @@ def _digits_tfrecords(folder: Path, files: int = 2) -> str:
     """The digits as serialized tf.Examples in `files` TFRecord files; returns their glob."""
     import numpy as np
 
-    from deploykit.example import digits
+    from deploykit.intake.example import digits
     from deploykit.tfenv import tensorflow
 
     tf = tensorflow()

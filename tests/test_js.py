@@ -16,14 +16,15 @@ import numpy as np
 import pytest
 
 import deploykit
-from deploykit import parity
+from deploykit.validation import parity
 from deploykit.config import LatencySettings
 from deploykit.contract import IOContract
 from deploykit.errors import SecurityError, UnsupportedOpsError
 from deploykit.runner import run_child
-from deploykit.sniff import file_sha256
+from deploykit.intake.sniff import file_sha256
 from deploykit.targets import Artifact, RunRequest, harness_path
-from deploykit.targets.js import JSTarget, bundle_problems, ensure_modules, node_binary, write_tensors
+from deploykit.targets.js.node import bundle_problems, ensure_modules, node_binary, write_tensors
+from deploykit.targets.js.target import JSTarget
 
 from .conftest import NO_LATENCY, run_cli
 
@@ -119,7 +120,7 @@ def _entry(doc, variant):
 def _run(out: Path, entry: dict, backend: str, mode: str, work: Path) -> dict:
     """Run one artifact on one backend through the target's own `run`."""
     artifact = Artifact("js", entry["variant"], out / entry["path"], {**entry["details"], "backends": [backend]})
-    request = RunRequest(artifact, out / "validation" / "inputs.npz", work / f"{entry['variant']}-{backend}.npz", mode,
+    request = RunRequest(artifact, out / "validation" / "inputs.npz", work / entry["variant"], mode,
                          LatencySettings(warmup=2, iterations=20, max_seconds=1.0))
     return JSTarget().run(request, work)
 
@@ -142,7 +143,7 @@ def test_each_variant_passes_its_budget_on_each_backend(example, variant, backen
     assert result["backend"] == backend and result["runtime_version"] == "4.22.0"
     with np.load(out / "validation" / "reference.npz") as npz:
         reference = {k: npz[k] for k in npz.files}
-    with np.load(tmp_path / f"{variant}-{backend}.npz") as npz:
+    with np.load(tmp_path / f"{variant}.{backend}.npz") as npz:  # RunRequest.outputs_for(backend)
         candidate = {k: npz[k] for k in npz.files}
     metrics, failures = parity.compare(IOContract.from_json(doc["contract"]), reference, candidate,
                                        JSTarget.default_budgets[variant])
@@ -269,7 +270,7 @@ def test_rewrite_rules_are_only_for_ops_tfjs_lacks():
     """Each rule must be needed: its op is missing from the op lists tensorflowjs ships."""
     import importlib.util
 
-    from deploykit.targets.js_rewrite import RULES
+    from deploykit.targets.js.rewrite import RULES
 
     folder = Path(importlib.util.find_spec("tensorflowjs").submodule_search_locations[0]) / "op_list"
     supported = {op["tfOpName"] for f in folder.glob("*.json") for op in json.loads(f.read_text())}
@@ -444,7 +445,7 @@ def test_wheel_ships_the_harness_and_installs_npm_dependencies_on_first_use(tmp_
 
 
 def test_auto_quantize_picks_the_smallest_passing_variant():
-    from deploykit.targets.js import quantization_notes, smallest_passing
+    from deploykit.targets.js.select import quantization_notes, smallest_passing
 
     entries = [{"target": "js", "variant": v, "bytes": b, "passed": ok}
                for v, b, ok in [("float32", 100, True), ("float16", 55, True), ("uint16", 56, True), ("uint8", 33, False)]]

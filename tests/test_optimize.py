@@ -43,7 +43,7 @@ def conv_relu_bn():
 
 @pytest.fixture(scope="module")
 def digits_npz(tmp_path_factory):
-    from deploykit.example import digits
+    from deploykit.intake.example import digits
 
     x, y, _, _ = digits(0)
     path = tmp_path_factory.mktemp("optimize-data") / "digits.npz"
@@ -53,9 +53,10 @@ def digits_npz(tmp_path_factory):
 
 def _apply(builder, optimize: dict, data: str, tmp_path):
     """Run the stage directly on a tf_keras model: (Optimized, the model as loaded)."""
-    from deploykit import loader, optimize as opt
+    from deploykit.intake import loader
+    from deploykit import optimize as opt
     from deploykit.progress import silent
-    from deploykit.sniff import ModelSource
+    from deploykit.intake.sniff import ModelSource
 
     model = loader._from_keras(ModelSource("callable", "tests:model", keras="tf_keras"), builder(),
                                tf_keras_model=True, findings=[])

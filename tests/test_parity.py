@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from deploykit import parity
+from deploykit.validation import parity
 from deploykit.contract import IOContract, TensorInfo
 from deploykit.errors import BadInputError
 

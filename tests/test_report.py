@@ -13,7 +13,7 @@ import jsonschema
 import pytest
 
 from deploykit import manifest as manifest_mod
-from deploykit import report as report_mod
+from deploykit import reporting as report_mod
 
 from .conftest import FAST, run_cli
 

@@ -21,9 +21,9 @@ import numpy as np
 import pytest
 
 import deploykit
-from deploykit import container as ctr
-from deploykit import serving_repo
-from deploykit.targets.serving import EXAMPLES_SIGNATURE, serialize_examples
+from deploykit.targets.serving import container as ctr
+from deploykit.targets.serving import repo as serving_repo
+from deploykit.targets.serving.target import EXAMPLES_SIGNATURE, serialize_examples
 
 from .conftest import FAST, NO_LATENCY, ROOT, run_cli
 from . import models

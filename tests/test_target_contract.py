@@ -12,7 +12,7 @@ import pytest
 import deploykit
 from deploykit import manifest as manifest_mod
 from deploykit.errors import BadInputError, BudgetError
-from deploykit.parity import BUDGET_METRICS
+from deploykit.validation.parity import BUDGET_METRICS
 from deploykit.targets import REGISTRY, target_class
 
 from .conftest import FAST
@@ -121,7 +121,7 @@ def test_validate_refuses_a_tampered_artifact(built, tmp_path):
 @pytest.mark.slow
 def test_validate_detects_an_unfaithful_artifact(built, tmp_path):
     """Swap the float32 artifact for the int8 one (checksums updated): parity must catch it."""
-    from deploykit.sniff import file_sha256
+    from deploykit.intake.sniff import file_sha256
 
     _, out, doc = built
     paths = {a["variant"]: a["path"] for a in doc["artifacts"]}

@@ -7,6 +7,6 @@ TensorFlow is imported only when training starts.
 """
 from __future__ import annotations
 
-from .api import train
+from deploykit.fit.api import train
 
 __all__ = ["train"]

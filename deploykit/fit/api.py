@@ -4,9 +4,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ..errors import BadInputError
-from ..progress import Reporter
-from .config import TrainConfig, load_train_config
+from deploykit.errors import BadInputError
+from deploykit.progress import Reporter
+from deploykit.fit.config import TrainConfig, load_train_config
 
 DEFAULT_RUN_DIR = "deploykit-run"
 
@@ -31,7 +31,7 @@ def train(config: str | Path | TrainConfig | None = None, out: str | Path = DEFA
     if local_workers < 0:
         raise BadInputError("--local-workers: must be >= 0")
     if emit_k8s is not None:
-        from .k8s import emit
+        from deploykit.fit.k8s import emit
 
         return emit(cfg, emit_k8s, workers=max(local_workers, 2), out=str(out))
     if local_workers:
@@ -41,15 +41,15 @@ def train(config: str | Path | TrainConfig | None = None, out: str | Path = DEFA
             if cfg.strategy != "mirrored":
                 raise BadInputError(f"strategy: {cfg.strategy!r} runs in one process; --local-workers needs multi_worker or parameter_server")
             cfg = replace(cfg, strategy="multi_worker")  # the default strategy, spread over processes
-        from .launcher import launch
+        from deploykit.fit.launcher import launch
 
         return launch(cfg, out, local_workers, max_restarts=max_restarts, reporter=reporter)
     if cfg.strategy == "parameter_server":
-        from .strategy import tf_config
+        from deploykit.fit.strategy import tf_config
 
         if tf_config() is None:
             raise BadInputError("strategy: parameter_server needs a cluster: use --local-workers N or TF_CONFIG")
-    from .trainer import run
+    from deploykit.fit.trainer import run
 
     result = run(cfg, out, reporter)
     return result if result is not None else {"role": "worker", "out": str(out)}

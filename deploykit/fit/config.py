@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, Mapping
 
-from ..errors import BadInputError
+from deploykit.errors import BadInputError
 
 STRATEGIES = ("none", "one_device", "mirrored", "multi_worker", "parameter_server")
 SHARD_POLICIES = ("data", "file", "auto", "off")

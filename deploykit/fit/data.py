@@ -12,10 +12,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import BadInputError
-from ..tfenv import tensorflow
-from .config import TrainConfig, is_tfrecord
-from .strategy import shard_options
+from deploykit.errors import BadInputError
+from deploykit.tfenv import tensorflow
+from deploykit.fit.config import TrainConfig, is_tfrecord
+from deploykit.fit.strategy import shard_options
 
 
 def resolve(entry: str, field: str):
@@ -33,7 +33,7 @@ def resolve(entry: str, field: str):
 
 def _arrays(cfg: TrainConfig):
     if cfg.dataset is None:
-        from ..example import digits
+        from deploykit.intake.example import digits
 
         return digits(cfg.seed)
     path = Path(cfg.dataset)
@@ -82,7 +82,7 @@ def make_datasets(cfg: TrainConfig, input_name: str | None = None):
         return _tfrecord_datasets(cfg, options)
     x_train, y_train, x_valid, y_valid = _arrays(cfg)
     if cfg.dataset is None:
-        from ..example import INPUT_NAME
+        from deploykit.intake.example import INPUT_NAME
 
         input_name = INPUT_NAME
     feats_train = {input_name: x_train} if input_name else x_train

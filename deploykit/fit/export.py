@@ -9,7 +9,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from ..tfenv import tensorflow
+from deploykit.tfenv import tensorflow
 
 
 def input_specs(model) -> list:

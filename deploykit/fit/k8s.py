@@ -12,7 +12,7 @@ import json
 import re
 from pathlib import Path
 
-from .config import TrainConfig
+from deploykit.fit.config import TrainConfig
 
 RUN_MOUNT = "/runs"
 CONFIG_MOUNT = "/etc/deploykit"

@@ -19,9 +19,9 @@ import threading
 import time
 from pathlib import Path
 
-from ..errors import BadInputError, DeployKitError
-from ..progress import Reporter
-from .config import TrainConfig
+from deploykit.errors import BadInputError, DeployKitError
+from deploykit.progress import Reporter
+from deploykit.fit.config import TrainConfig
 
 
 # TensorFlow's native start-up chatter: kept in RUN_DIR/logs/, not echoed to the console.

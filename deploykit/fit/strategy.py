@@ -9,8 +9,8 @@ import json
 import os
 from dataclasses import dataclass
 
-from ..errors import BadInputError
-from ..tfenv import tensorflow
+from deploykit.errors import BadInputError
+from deploykit.tfenv import tensorflow
 
 
 @dataclass(frozen=True)

@@ -12,12 +12,12 @@ import json
 import time
 from pathlib import Path
 
-from ..errors import BadInputError
-from ..progress import Reporter
-from ..tfenv import tf_keras
-from .config import TrainConfig
-from .data import call, check_spec, make_datasets, resolve
-from .strategy import Role, make_strategy, replicas, role_from_env, run_server
+from deploykit.errors import BadInputError
+from deploykit.progress import Reporter
+from deploykit.tfenv import tf_keras
+from deploykit.fit.config import TrainConfig
+from deploykit.fit.data import call, check_spec, make_datasets, resolve
+from deploykit.fit.strategy import Role, make_strategy, replicas, role_from_env, run_server
 
 _OPTIMIZERS = {"adam": "Adam", "sgd": "SGD", "rmsprop": "RMSprop", "adagrad": "Adagrad", "adamw": "AdamW", "nadam": "Nadam"}
 
@@ -26,7 +26,7 @@ def build_model(cfg: TrainConfig):
     """Call the builder (inside the caller's strategy scope); errors name the `model` field."""
     keras = tf_keras()
     if cfg.model is None:
-        from ..example import build_model as builder
+        from deploykit.intake.example import build_model as builder
     else:
         builder = resolve(cfg.model, "model")
     model = call(builder, "model", f"builder {cfg.model or 'example'}")
@@ -209,6 +209,6 @@ def _plain_copy(cfg: TrainConfig, model):
 
 def export(model, out: Path) -> dict:
     """Write `model.keras` and a SavedModel whose serving_default takes the training inputs by name."""
-    from .export import export_model
+    from deploykit.fit.export import export_model
 
     return export_model(model, out)

@@ -17,18 +17,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", required=True)
     parser.add_argument("--threads", type=int, default=0, help="TensorFlow intra-op threads (0 = TF's default)")
     args = parser.parse_args(argv)
-    from ..errors import DeployKitError
-    from ..progress import Reporter
-    from .config import make_train_config
+    from deploykit.errors import DeployKitError
+    from deploykit.progress import Reporter
+    from deploykit.fit.config import make_train_config
 
     try:
         with open(args.config_json, encoding="utf-8") as f:
             cfg = make_train_config(json.load(f))
         if args.threads:
-            from ..tfenv import tensorflow
+            from deploykit.tfenv import tensorflow
 
             tensorflow().config.threading.set_intra_op_parallelism_threads(args.threads)
-        from .trainer import run
+        from deploykit.fit.trainer import run
 
         run(cfg, args.out, Reporter(stream=sys.stdout))
     except DeployKitError as exc:

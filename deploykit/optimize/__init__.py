@@ -3,11 +3,11 @@ tensorflow-model-optimization, then measured, not assumed.
 
     optimized = apply(model, cfg, work, reporter)   # after load, before the reference outputs
     model = optimized.model                          # every target converts this (stripped) model
-    section = optimized.report(records, calibration, cfg, work, reporter)   # after validation
+    section = optimized.report(records, runtimes, cfg, reporter)          # after validation
 
 Order when combined: prune -> cluster (pruning-preserving) -> QAT (sparsity/cluster-preserving).
-The unoptimized model's artifacts (same targets and variants) are built inside `report` as the
-baseline for size, task-metric and latency ratios. TensorFlow is imported only when `apply` runs.
+The unoptimized model's artifacts (same targets and variants) are the baseline for size,
+task-metric and latency ratios: `report` asks the pipeline to convert and run them. TensorFlow is imported only when `apply` runs.
 """
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import BadInputError
-from .config import SPARSITY_TOLERANCE, OptimizeSettings, optimize_settings
+from deploykit.errors import BadInputError
+from deploykit.optimize.config import SPARSITY_TOLERANCE, OptimizeSettings, optimize_settings
 
 __all__ = ["apply", "Optimized", "OptimizeSettings", "optimize_settings"]
 
@@ -29,43 +29,43 @@ class Optimized:
     settings: OptimizeSettings
     facts: dict = field(default_factory=dict)
 
-    def report(self, records: list[dict], calibration, cfg, work: Path, rep) -> dict:
+    def report(self, records: list, runtimes, cfg, rep) -> dict:
         """The manifest's `optimize` section: per-artifact size, metric and latency against the
-        unoptimized artifact of the same target and variant, then the budgets."""
-        from .. import data as data_mod
-        from .. import verify
-        from . import measure
+        unoptimized artifact of the same target and variant, then the budgets. `runtimes` is the
+        pipeline's (`pipeline.Runtimes`): it converts the baseline and runs artifacts."""
+        from deploykit.intake import data as data_mod
+        from deploykit.optimize import measure
+        from deploykit.optimize.finetune import metric_of, worse_by
 
         section = dict(self.facts)
-        records = [r for r in records if not r.get("dropped")]  # e.g. rejected by --js-quantize auto
-        valid_npz = work / "optimize-valid-inputs.npz"
+        valid_npz = runtimes.work / "optimize-valid-inputs.npz"
         data_mod.save_npz(valid_npz, self.data.x_valid)
         output = self.model.contract.output_names[0]
+
+        def metric(record):
+            outputs = runtimes.outputs(record, valid_npz)
+            return None if outputs is None else metric_of(outputs[output], self.data.y_valid, self.data.kind)
+
         baseline = {}
         if self.settings.baseline:
             with rep.step("optimize: build and measure the unoptimized artifacts (baseline)"):
-                baseline = measure.baseline_artifacts(self.original, records, calibration, cfg, work)
+                baseline = runtimes.convert_like(self.original, records)
         rows = []
         for r in records:
-            a = r["artifact"]
-            row = {"target": a.target, "variant": a.variant, "bytes": r["bytes"], "gzip_bytes": measure.gzip_bytes(a.path),
-                   "metric": measure.artifact_metric(r["target"], a, valid_npz, self.data.y_valid, self.data.kind, output, work)}
-            p50 = (r.get("latency") or {}).get("p50_ms")
+            row = {"target": r.target, "variant": r.variant, "bytes": r.bytes, "gzip_bytes": measure.gzip_bytes(r.artifact.path),
+                   "metric": metric(r)}
+            p50 = (r.latency or {}).get("p50_ms")
             row["p50_ms"] = p50
-            if (a.target, a.variant) in baseline:
-                target, base = baseline[(a.target, a.variant)]
-                row["baseline_bytes"] = measure.raw_bytes(base.path)
-                row["baseline_gzip_bytes"] = measure.gzip_bytes(base.path)
+            base = baseline.get(r.key)
+            if base is not None:
+                row["baseline_bytes"] = measure.raw_bytes(base.artifact.path)
+                row["baseline_gzip_bytes"] = measure.gzip_bytes(base.artifact.path)
                 row["gzip_ratio"] = round(row["baseline_gzip_bytes"] / row["gzip_bytes"], 4)
-                row["baseline_metric"] = measure.artifact_metric(target, base, valid_npz, self.data.y_valid,
-                                                                 self.data.kind, output, work)
+                row["baseline_metric"] = metric(base)
                 if row["metric"] is not None and row["baseline_metric"] is not None:
-                    from .finetune import worse_by
-
                     row["metric_drop"] = round(worse_by(row["baseline_metric"], row["metric"], self.data.kind), 6)
                 if p50 is not None and cfg.latency.enabled:
-                    measured = verify.measure_latency(target, base, r["inputs"], cfg.latency, work)
-                    base_p50 = measured.get("latency", {}).get("p50_ms")
+                    base_p50 = runtimes.p50_ms(base)
                     row["baseline_p50_ms"] = base_p50
                     row["latency_ratio"] = round(p50 / base_p50, 4) if base_p50 else None
             rows.append(row)
@@ -82,8 +82,8 @@ class Optimized:
 
 def apply(model, cfg, work: Path, rep) -> Optimized:
     """Fine-tune with the requested techniques and return the stripped model as a LoadedModel."""
-    from ..loader import OPTIMIZE_NOTE
-    from . import finetune, measure
+    from deploykit.intake.loader import OPTIMIZE_NOTE
+    from deploykit.optimize import finetune, measure
 
     s = cfg.optimize
     if not model.optimizable:
@@ -98,21 +98,21 @@ def apply(model, cfg, work: Path, rep) -> Optimized:
     pruned_layers: list[str] = []
     clustered_layers: list[str] = []
     if s.prune is not None:
-        from . import prune
+        from deploykit.optimize import prune
 
         rep.info(f"optimize: pruning to {s.prune:.0%} sparsity, {s.epochs} epoch(s) of fine-tuning")
         current, facts = prune.apply(current, data, s, loss, strategy)
         pruned_layers = facts["layers"]
         applied.append(facts)
     if s.cluster is not None:
-        from . import cluster
+        from deploykit.optimize import cluster
 
         rep.info(f"optimize: clustering to {s.cluster} values per kernel, {s.epochs} epoch(s) of fine-tuning")
         current, facts = cluster.apply(current, data, s, loss, strategy, pruned=s.prune is not None)
         clustered_layers = facts["layers"]
         applied.append(facts)
     if s.qat:
-        from . import qat
+        from deploykit.optimize import qat
 
         rep.info(f"optimize: quantization-aware training, {s.epochs} epoch(s)")
         current, facts = qat.apply(current, data, s, loss, pruned=s.prune is not None, clustered=s.cluster is not None)
@@ -147,7 +147,7 @@ def apply(model, cfg, work: Path, rep) -> Optimized:
 def _as_loaded(original, keras_model):
     """The optimized Keras model behind the original model's contract (same input/output names:
     QAT renames layers, e.g. `digit` -> `quant_digit`, which must not reach the artifacts)."""
-    from ..loader import LoadedModel
+    from deploykit.intake.loader import LoadedModel
 
     in_names = original.contract.input_names
     out_names = original.contract.output_names

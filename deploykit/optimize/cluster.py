@@ -6,10 +6,10 @@ Layers the clustering registry supports and that have weights are clustered, exc
 """
 from __future__ import annotations
 
-from ..errors import BadInputError
-from ..tfenv import tf_keras
-from . import finetune
-from .config import OptimizeSettings
+from deploykit.errors import BadInputError
+from deploykit.tfenv import tf_keras
+from deploykit.optimize import finetune
+from deploykit.optimize.config import OptimizeSettings
 
 
 def clusterable(layer, skip) -> bool:

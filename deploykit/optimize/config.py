@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 from typing import Any, Mapping
 
-from ..errors import BadInputError
+from deploykit.errors import BadInputError
 
 SCHEDULES = ("polynomial_decay", "constant")
 CLUSTER_INITS = ("kmeans_plus_plus", "linear", "density_based", "random")

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import BadInputError
-from ..tfenv import tf_keras
-from .config import OptimizeSettings
+from deploykit.errors import BadInputError
+from deploykit.tfenv import tf_keras
+from deploykit.optimize.config import OptimizeSettings
 
 
 @dataclass
@@ -36,7 +36,7 @@ def labelled_data(model, settings: OptimizeSettings, data_path: str | None, seed
                   train_config: str | None = None) -> Labelled:
     names = model.contract.input_names
     if model.source.kind == "example" and settings.data is None:
-        from ..example import INPUT_NAME, digits
+        from deploykit.intake.example import INPUT_NAME, digits
 
         x_tr, y_tr, x_va, y_va = digits(seed)
         return Labelled({INPUT_NAME: x_tr}, y_tr, {INPUT_NAME: x_va}, y_va, "example: digits training/validation split", "accuracy")
@@ -47,7 +47,7 @@ def labelled_data(model, settings: OptimizeSettings, data_path: str | None, seed
     if path is None:
         raise BadInputError(f"optimize.data: fine-tuning needs labelled data: an .npz with the model's input arrays "
                             f"and labels under '{settings.labels_key}'")
-    from ..data import load_npz
+    from deploykit.intake.data import load_npz
 
     inputs = load_npz(path, model.contract)  # checks names, shapes and dtypes against the model
     with np.load(path, allow_pickle=False) as npz:
@@ -69,8 +69,8 @@ def labelled_data(model, settings: OptimizeSettings, data_path: str | None, seed
 
 def _from_training_run(train_config: str, name: str) -> Labelled:
     """The fit stage's own split of its dataset (the bundled digits or an `.npz` with x/y)."""
-    from ..fit.config import load_train_config
-    from ..fit.data import _arrays
+    from deploykit.fit.config import load_train_config
+    from deploykit.fit.data import _arrays
 
     tcfg = load_train_config(train_config)
     if tcfg.dataset is not None and not str(tcfg.dataset).endswith(".npz"):
@@ -120,7 +120,7 @@ def loss_for(keras_model, data: Labelled, settings: OptimizeSettings):
 
 
 def strategy_for(name: str):
-    from ..fit.strategy import make_strategy
+    from deploykit.fit.strategy import make_strategy
 
     return make_strategy(name)
 

@@ -1,6 +1,5 @@
 """Measure what an optimization bought: sparsity and unique values of the stripped weights, raw and
-gzip sizes, the task metric of a Keras model or of an artifact run in its own runtime, and the
-unoptimized artifacts to compare against.
+gzip sizes.
 
 Everything here is measured, never taken from the settings: the requested sparsity is not reported
 as the reached one.
@@ -84,36 +83,3 @@ def keras_sizes(keras_model, dest: Path) -> dict:
         warnings.simplefilter("ignore")  # "HDF5 is a legacy format"
         keras_model.save(str(dest), include_optimizer=False, save_format="h5")
     return {"file": dest.name, "bytes": raw_bytes(dest), "gzip_bytes": gzip_bytes(dest)}
-
-
-def artifact_metric(target, artifact, inputs_npz: Path, labels: np.ndarray, kind: str, output: str, work: Path):
-    """The task metric of an artifact, run in its own runtime on the labelled validation inputs."""
-    from ..config import LatencySettings
-    from ..targets import RunRequest
-    from .finetune import metric_of
-
-    out = work / f"opt-metric-{artifact.target}-{artifact.variant}-{abs(hash(str(artifact.path)))}.npz"
-    result = target.run(RunRequest(artifact, inputs_npz, out, "parity", LatencySettings()), work)
-    if not result.get("ok"):
-        return None
-    with np.load(out, allow_pickle=False) as npz:
-        return metric_of(npz[output], labels, kind)
-
-
-def baseline_artifacts(original, records: list[dict], calibration, cfg, work: Path) -> dict:
-    """Convert the unoptimized model with the same targets and variants as the build: (target,
-    variant) -> (target instance, artifact). One preflight per target, as in the build."""
-    from ..targets import target_class
-
-    root = work / "baseline"
-    saved_model = original.export_saved_model(root / "saved_model")
-    wanted: dict[str, list[str]] = {}
-    for r in records:
-        wanted.setdefault(r["artifact"].target, []).append(r["artifact"].variant)
-    built = {}
-    for name, variants in wanted.items():
-        target = target_class(name)()
-        target.prepare(original, saved_model, calibration, cfg, root)
-        for variant in variants:
-            built[(name, variant)] = (target, target.convert(variant, root / name, calibration, cfg))
-    return built

@@ -18,10 +18,10 @@ from __future__ import annotations
 
 import re
 
-from ..errors import BadInputError
-from ..tfenv import tensorflow, tf_keras
-from . import finetune
-from .config import OptimizeSettings
+from deploykit.errors import BadInputError
+from deploykit.tfenv import tensorflow, tf_keras
+from deploykit.optimize import finetune
+from deploykit.optimize.config import OptimizeSettings
 
 
 def scheme_for(pruned: bool, clustered: bool, preserve_sparsity: bool):

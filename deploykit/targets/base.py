@@ -1,20 +1,25 @@
 """The `Target` interface every deployment target implements.
 
-A target declares its capabilities as data (variants, default budgets, runtime) and implements
-three steps: `prepare` (preflight and plan, once per build), `convert` (one variant), and `run`
-(execute an artifact in the target's own runtime, in a child process). Validation, budgets,
-manifests and reports are generic and live outside the targets.
+A target declares, as data on its class: its variants, default budgets and runtime; its settings
+(a frozen dataclass read from the `[NAME]` table of the config file) and the `deploykit build`
+options that fill them. It implements three steps: `prepare` (preflight and plan, once per build),
+`convert` (one variant) and `run` (execute an artifact in the target's own runtime, in a child
+process), plus optional hooks the pipeline calls at fixed points (`plan_variants`,
+`after_validation`, `failure_notes`, `publish_artifact`). Validation, budgets, manifests and
+reports are generic and live outside the targets; nothing outside a target's folder names it.
 """
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar, Mapping
+from typing import TYPE_CHECKING, Any, ClassVar, Mapping
 
 if TYPE_CHECKING:  # keep TensorFlow out of `deploykit targets`
-    from ..config import BuildConfig, LatencySettings
-    from ..loader import LoadedModel
+    from deploykit.config import BuildConfig, LatencySettings
+    from deploykit.intake.loader import LoadedModel
+    from deploykit.progress import Reporter
+    from deploykit.records import ArtifactRecord
 
 
 @dataclass(frozen=True)
@@ -27,13 +32,41 @@ class Artifact:
 
 @dataclass(frozen=True)
 class RunRequest:
-    """What the runtime harness is asked to do with one artifact."""
+    """What the runtime harness is asked to do with one artifact.
+
+    In parity mode the harness writes one `.npz` of outputs per backend it ran
+    (`outputs_for(backend)`) and returns `{"ok": True, "backends": [names], ...}`; the generic
+    validation compares every backend's outputs with the reference."""
 
     artifact: Artifact
     inputs: Path  # .npz, one array per input name
-    outputs: Path  # where the harness writes its outputs (.npz) in parity mode
+    outputs: Path  # prefix of the per-backend output files (.npz) in parity mode
     mode: str  # "parity" | "latency"
     latency: "LatencySettings"
+
+    def outputs_for(self, backend: str) -> Path:
+        return self.outputs.with_name(f"{self.outputs.name}.{backend}.npz")
+
+
+@dataclass(frozen=True)
+class Option:
+    """A `deploykit build` option a target adds; its value lands in the target's settings as `key`.
+
+    `kind` is "value" (takes an argument), "flag" (sets `key` to `flag_value`) or "choice"."""
+
+    flag: str
+    key: str
+    help: str
+    metavar: str | None = None
+    kind: str = "value"
+    type: Any = str  # click parameter type for "value": str, int, float
+    flag_value: Any = True
+    choices: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class NoSettings:
+    """A target without settings of its own."""
 
 
 class Target(ABC):
@@ -41,8 +74,21 @@ class Target(ABC):
     summary: ClassVar[str]
     runtime: ClassVar[str]
     variants: ClassVar[tuple[str, ...]]
-    # variant -> metric -> limit; see parity.BUDGET_METRICS for the metric names
+    # variant -> metric -> limit; see validate.parity.BUDGET_METRICS for the metric names
     default_budgets: ClassVar[Mapping[str, Mapping[str, float]]]
+    # the target's settings: a frozen dataclass, the `[NAME]` table of the config file
+    settings_class: ClassVar[type] = NoSettings
+    # settings also accepted at the top level of a config file and as `build()` keywords
+    top_level_settings: ClassVar[tuple[str, ...]] = ()
+    # `deploykit build` options that fill the settings (in this order in --help)
+    options: ClassVar[tuple[Option, ...]] = ()
+    # `deploykit publish` to a registry: the OCI media type of a single-file artifact (folders go
+    # as one tar+gzip layer), and what to say when a build has no artifact of this target
+    artifact_media_type: ClassVar[str] = "application/octet-stream"
+    publish_note_when_absent: ClassVar[str | None] = None
+
+    def __init__(self, settings: Any = None) -> None:
+        self.settings = settings if settings is not None else self.settings_class()
 
     @classmethod
     def describe(cls) -> dict:
@@ -54,15 +100,41 @@ class Target(ABC):
             "default_budgets": {k: dict(v) for k, v in cls.default_budgets.items()},
         }
 
-    def configure(self, config: "BuildConfig") -> None:
-        """Receive the build settings before `check_runtime` (optional)."""
+    @classmethod
+    def check_settings(cls, settings: Any) -> None:
+        """Refuse bad values of this target's settings (BadInputError naming `NAME.key`)."""
 
-    def check_runtime(self) -> None:
+    # ---- hooks (optional) --------------------------------------------------------------------
+    def plan_variants(self, asked: tuple[str, ...] | None) -> list[str]:
+        """The variants this build converts, given `--quantize` (None: every variant)."""
+        return [v for v in self.variants if asked is None or v in asked]
+
+    def check_runtime(self, config: "BuildConfig | None" = None) -> None:
         """Raise MissingRuntimeError (exit 4) if this target's runtime cannot run here."""
 
-    def publish(self, records: list[dict]) -> None:
-        """After validation, before the manifest: publish what passed (optional; e.g. serving --push)."""
+    def after_validation(self, records: list["ArtifactRecord"], rep: "Reporter") -> dict | None:
+        """After every artifact was judged, before the manifest: e.g. keep one variant (mark the
+        others `rejected`), or push what passed. Returns facts merged into `targets.NAME`."""
+        return None
 
+    def failure_notes(self, records: list["ArtifactRecord"]) -> list[str]:
+        """Extra lines for a failed build's error message (e.g. which variant would pass)."""
+        return []
+
+    @classmethod
+    def publish_artifact(cls, entry: Mapping, destination: Any, notes: list[str]) -> dict | None:
+        """`deploykit publish` to a registry, for a target whose artifact is more than its files
+        (e.g. a Docker image): push it and return what was pushed. None: push the files as an OCI
+        artifact (the default)."""
+        return None
+
+    @classmethod
+    def remote_conflicts(cls, entry: Mapping, destination: Any) -> list[str] | None:
+        """With `publish_artifact`: references under the destination that hold other content.
+        None: the default check of the OCI artifact's checksum annotation."""
+        return None
+
+    # ---- the three steps -----------------------------------------------------------------------
     @abstractmethod
     def prepare(self, model: "LoadedModel", saved_model: Path, data: Mapping, config: "BuildConfig", work: Path) -> dict:
         """Preflight (e.g. unsupported ops) and plan; returns facts for the manifest."""

@@ -10,8 +10,8 @@ from typing import Mapping
 
 import numpy as np
 
-from .contract import IOContract
-from .errors import BadInputError
+from deploykit.contract import IOContract
+from deploykit.errors import BadInputError
 
 # metric -> True when a larger value is better (the budget is a floor), False for a ceiling.
 OUTPUT_METRICS = {
@@ -159,3 +159,17 @@ def check_artifact_budgets(facts: Mapping[str, float | None], budget: Mapping[st
                 Failure(kind, f"{metric} = {value:.6g}, budget <= {limit:g}", metric=metric, value=value, budget=limit)
             )
     return failures
+
+
+def worst_metrics(per_backend: list[Mapping[str, Mapping[str, float]]]) -> dict[str, dict[str, float]]:
+    """Output -> metric -> the worst value over the backends (lowest for floors, highest for ceilings)."""
+    worst: dict[str, dict[str, float]] = {}
+    for outputs in per_backend:
+        for name, metrics in outputs.items():
+            into = worst.setdefault(name, {})
+            for metric, value in metrics.items():
+                if metric not in into or not np.isfinite(value):
+                    into[metric] = value
+                elif np.isfinite(into[metric]):
+                    into[metric] = min(into[metric], value) if OUTPUT_METRICS.get(metric) else max(into[metric], value)
+    return worst

@@ -99,7 +99,7 @@ def applied_to_frozen_graph(applied: dict[str, int]):
     """While converting, rewrite the converter's frozen graph; `applied` receives {op: count}."""
     from tensorflowjs.converters import tf_saved_model_conversion_v2 as conversion
 
-    from ..tfenv import tensorflow
+    from deploykit.tfenv import tensorflow
 
     tf = tensorflow()
     freeze = conversion._freeze_saved_model_v2

@@ -15,11 +15,11 @@ from typing import Mapping
 
 import numpy as np
 
-from ..errors import MissingRuntimeError, UnsupportedOpsError
-from ..runner import run_child
-from ..tfenv import tensorflow
-from . import harness_path
-from .base import Artifact, RunRequest, Target
+from deploykit.errors import MissingRuntimeError, UnsupportedOpsError
+from deploykit.runner import run_child
+from deploykit.tfenv import tensorflow
+from deploykit.targets import harness_path
+from deploykit.targets.base import Artifact, RunRequest, Target
 
 # TFLiteConverter.from_saved_model/from_concrete_functions pass the source's type to the new
 # converter through a class attribute (read once, then reset): two constructed at once in threads
@@ -28,6 +28,7 @@ from .base import Artifact, RunRequest, Target
 _CONSTRUCT = threading.Lock()
 
 FULL_INTEGER = ("int8", "int16x8")
+BACKEND = "litert"  # the one backend: the LiteRT interpreter (CPU kernels, XNNPACK for float)
 
 
 class TFLiteTarget(Target):
@@ -35,6 +36,7 @@ class TFLiteTarget(Target):
     summary = "TFLite flatbuffer, validated in the LiteRT interpreter"
     runtime = "litert"
     variants = ("float32", "float16", "dynamic", "int8", "int16x8")
+    artifact_media_type = "application/vnd.deploykit.tflite.v1"  # one OCI layer per .tflite file
     default_budgets = {
         "float32": {"max_abs_rel": 1e-5},
         "float16": {"max_abs_rel": 1e-2, "cosine": 0.9999, "top1_agreement": 0.99},
@@ -43,14 +45,15 @@ class TFLiteTarget(Target):
         "int16x8": {"max_abs_rel": 0.05, "cosine": 0.999, "top1_agreement": 0.99},
     }
 
-    def __init__(self) -> None:
+    def __init__(self, settings=None) -> None:
+        super().__init__(settings)
         self.plan: dict = {}
         self._model = None
         self._saved_model: Path | None = None
         self._fixed_fn = None
         self._probe: bytes | None = None  # the preflight's float32 flatbuffer, reused if it has no Flex ops
 
-    def check_runtime(self) -> None:
+    def check_runtime(self, config=None) -> None:
         """The harness runs with this Python, so an import check here is representative."""
         try:
             import ai_edge_litert.interpreter  # noqa: F401
@@ -152,7 +155,7 @@ class TFLiteTarget(Target):
         payload = {
             "model": str(request.artifact.path),
             "inputs": str(request.inputs),
-            "outputs": str(request.outputs),
+            "outputs": str(request.outputs_for(BACKEND)),
             "mode": request.mode,
             "flex": bool(request.artifact.details.get("needs_flex")),
             "threads": lat.threads,
@@ -162,7 +165,10 @@ class TFLiteTarget(Target):
         }
         label = f"tflite/{request.artifact.variant}"
         timeout = 600 if request.mode == "parity" else lat.max_seconds * 4 + 120
-        return run_child([sys.executable, str(harness_path("tflite", "harness.py"))], payload, work, timeout=timeout, label=label)
+        result = run_child([sys.executable, str(harness_path("tflite", "harness.py"))], payload, work, timeout=timeout, label=label)
+        if result.get("ok") and request.mode == "parity":
+            result["backends"] = [BACKEND]
+        return result
 
 
 def _rows(data: Mapping) -> int:

@@ -1,17 +1,14 @@
-"""`deploykit report` and `deploykit publish`: the CLI over `deploykit.report` and `deploykit.publish`.
-
-Registered on the `deploykit` group by `cli.py`. Neither imports TensorFlow.
-"""
+"""`deploykit report OUT`: report.json/.md/.html from a build's manifest (no TensorFlow)."""
 from __future__ import annotations
 
 import os
 
 import click
 
-from .cli import EXIT_HELP, _emit, _run
+from deploykit.cli.exits import CONTEXT, EXIT_HELP, emit as _emit, run as _run
 
 
-@click.command(epilog=EXIT_HELP)
+@click.command(epilog=EXIT_HELP, context_settings=CONTEXT)
 @click.argument("out", metavar="OUT")
 @click.option("--baseline", metavar="OLD_MANIFEST",
               help="A previous build's manifest.json (or its folder): add deltas, exit 3 on a regression.")
@@ -30,7 +27,7 @@ def report(out, baseline, dest, config_file, max_size_increase, max_latency_rati
     $GITHUB_STEP_SUMMARY when set). With --baseline, exit 3 when a regression exceeds the thresholds."""
 
     def go():
-        from .report import Thresholds, make
+        from deploykit.reporting import Thresholds, make
 
         th = Thresholds.from_sources(config_file, size_increase=max_size_increase, latency_ratio=max_latency_ratio,
                                      latency_noise_ms=latency_noise_ms, parity_ratio=max_parity_ratio,
@@ -42,30 +39,3 @@ def report(out, baseline, dest, config_file, max_size_increase, max_latency_rati
         _emit(True, doc)
     else:
         click.echo(f"wrote {folder}/report.json, report.md, report.html")
-
-
-@click.command(epilog=EXIT_HELP)
-@click.argument("out", metavar="OUT")
-@click.option("--to", "dest", required=True, metavar="DEST",
-              help="A folder, or oci://HOST[:PORT]/REPO:TAG (HTTPS) / oci+http://HOST[:PORT]/REPO:TAG (plain HTTP).")
-@click.option("--force", is_flag=True, help="Replace a version already published with different content.")
-@click.option("--json", "as_json", is_flag=True, help="Print what was published as JSON on stdout.")
-@click.option("--debug", is_flag=True, help="Print tracebacks for internal errors.")
-def publish(out, dest, force, as_json, debug):
-    """Publish a build's proven artifacts to a folder or an OCI registry, then pull back and verify
-    every checksum. Registry credentials: DEPLOYKIT_REGISTRY_USERNAME / DEPLOYKIT_REGISTRY_PASSWORD."""
-
-    def go():
-        from .publish import publish as run
-
-        return run(out, dest, force=force)
-
-    result = _run(as_json, debug, go)
-    if as_json:
-        _emit(True, result)
-        return
-    click.echo(f"{result['status']}: {result['destination']} ({len(result.get('pushed') or result.get('artifacts'))} artifact(s), verified)")
-    for p in result.get("pushed", []):
-        click.echo(f"  {p['artifact']}: {p.get('reference', 'skipped')}")
-    for note in result.get("notes", []):
-        click.echo(f"  note: {note}")

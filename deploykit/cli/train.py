@@ -1,4 +1,4 @@
-"""`deploykit train`: the click command object; the main CLI registers it (`cli.add_command(train)`).
+"""`deploykit train`: run the fit stage (`deploykit.fit.train`).
 
 TensorFlow is imported only when the command runs, so `deploykit --help` stays fast.
 """
@@ -8,11 +8,10 @@ import json
 
 import click
 
-from ..errors import EXIT_CODES
+from deploykit.cli.exits import CONTEXT, EXIT_HELP, run as _run
 
-EXIT_HELP = "\b\nExit codes:\n" + "\n".join(f"  {code:>2}  {text}" for code, text in EXIT_CODES.items())
 
-@click.command("train", epilog=EXIT_HELP, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.command("train", epilog=EXIT_HELP, context_settings=CONTEXT)
 @click.option("--config", "config_file", metavar="FILE", help="Training settings (TOML or YAML). Default: the bundled example.")
 @click.option("--out", metavar="RUN_DIR", default="deploykit-run", show_default=True,
               help="Run folder: model.keras, saved_model/, metrics.json, checkpoints, backup, TensorBoard logs.")
@@ -29,11 +28,9 @@ EXIT_HELP = "\b\nExit codes:\n" + "\n".join(f"  {code:>2}  {text}" for code, tex
 @click.option("--debug", is_flag=True, help="Print tracebacks for internal errors and TensorFlow's native logs.")
 def train(config_file, out, local_workers, max_restarts, strategy, epochs, emit_k8s, as_json, quiet, debug):
     """Train a model under a tf.distribute strategy; export model.keras, a SavedModel and metrics.json."""
-    from ..cli import _run  # lazy: the CLI module imports this one to register the command
-
     def go():
-        from ..progress import Reporter
-        from .api import train as run_train
+        from deploykit.progress import Reporter
+        from deploykit.fit.api import train as run_train
 
         return run_train(config_file, out, local_workers=local_workers, max_restarts=max_restarts, emit_k8s=emit_k8s,
                          reporter=Reporter(quiet=quiet), strategy=strategy, epochs=epochs)

@@ -21,6 +21,7 @@ user-given spec (e.g. the fit stage's dataset spec) is not wired in yet.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import time
@@ -29,11 +30,12 @@ from typing import Mapping
 
 import numpy as np
 
-from .. import __version__
-from .. import container as ctr
-from .. import serving_repo as repo
-from ..errors import BadInputError, DeployKitError, MissingRuntimeError
-from .base import Artifact, RunRequest, Target
+from deploykit import __version__
+from deploykit.errors import DeployKitError, MissingRuntimeError
+from deploykit.targets.base import Artifact, RunRequest, Target
+from deploykit.targets.serving import container as ctr
+from deploykit.targets.serving import repo as repo
+from deploykit.targets.serving import settings as serving_settings
 
 VERSION = 1
 EXAMPLES_SIGNATURE = "tf_example"
@@ -45,37 +47,38 @@ class ServingTarget(Target):
     summary = "TF Serving model repository + Docker image, validated in process and through REST in the container"
     runtime = "tf-serving"
     variants = ("float32",)
+    settings_class = serving_settings.ServingSettings
+    top_level_settings = ("base_image", "push", "container")  # build(base_image=...), as before [serving]
+    options = serving_settings.OPTIONS
+    publish_note_when_absent = "no serving artifact in this build: no image pushed"
     # The SavedModel is the model's own graph: in process it matches exactly; REST carries numbers as
     # JSON decimal text, which keeps float32 values to within a few ulps.
     default_budgets = {"float32": {"max_abs_rel": 1e-5}}
 
-    def __init__(self) -> None:
+    def __init__(self, settings=None) -> None:
+        super().__init__(settings)
         self.plan: dict = {}
-        self._container = True
         self._client = None
-        self._latency_cache: dict[str, dict] = {}
+        self._contract = None
+        self._latency = None
+        base = self.settings.base_image or os.environ.get("DEPLOYKIT_SERVING_BASE_IMAGE") or ctr.DEFAULT_BASE_IMAGE
+        self._base_image = ctr.check_image_ref(base, "--base-image")
+
+    @classmethod
+    def check_settings(cls, settings) -> None:
+        serving_settings.check(settings)
 
     # ---- runtime check ------------------------------------------------------------------------
-    def configure(self, config) -> None:
-        self._container = config.container
-        base = config.base_image or os.environ.get("DEPLOYKIT_SERVING_BASE_IMAGE") or ctr.DEFAULT_BASE_IMAGE
-        self._base_image = ctr.check_image_ref(base, "--base-image")
-        if config.push:
-            ctr.check_image_ref(config.push, "--push")
-            if not config.container:
-                raise BadInputError("--push needs the container image: drop --no-container")
-
-    def check_runtime(self) -> None:
-        if self._container:
+    def check_runtime(self, config=None) -> None:
+        if self.settings.container:
             self._client = ctr.client()  # MissingRuntimeError (exit 4) naming what to run
 
     # ---- preflight: the SavedModel with its serving signatures -------------------------------
     def prepare(self, model, saved_model, data, config, work) -> dict:
-        from ..tfenv import tensorflow
+        from deploykit.tfenv import tensorflow
 
         tf = tensorflow()
-        self.configure(config)
-        self._push, self._latency, self._contract = config.push, config.latency, model.contract
+        self._latency, self._contract = config.latency, model.contract
         self._model_name = repo.model_name(model.source.location)
         self._source = model.source.location
         self._warmup = repo.warmup_requests(self._model_name, data)
@@ -92,15 +95,15 @@ class ServingTarget(Target):
         self.plan = {
             "model_name": self._model_name, "model_version": VERSION, "signatures": sorted(signatures),
             "inputs": model.contract.input_names, "base_image": self._base_image,
-            "container_check": bool(self._container),
+            "container_check": bool(self.settings.container),
         }
-        if self._container and self._client is None:
+        if self.settings.container and self._client is None:
             self._client = ctr.client()
         return dict(self.plan)
 
     # ---- conversion: repository, Dockerfile, image ---------------------------------------------
     def convert(self, variant: str, dest: Path, calibration: Mapping, config) -> Artifact:
-        from ..sniff import tree_sha256
+        from deploykit.intake.sniff import tree_sha256
 
         started = time.perf_counter()
         root = dest  # staging/serving
@@ -116,7 +119,7 @@ class ServingTarget(Target):
         (root / "Dockerfile").write_text(ctr.render_dockerfile(**values))
         details = {**self.plan, "model_sha256": model_sha, "warmup_requests": len(self._warmup),
                    "models_config": "models.config", "dockerfile": "Dockerfile"}
-        if self._container:
+        if self.settings.container:
             details["image"] = self._build_image(root, model_sha)
         details["convert_seconds"] = round(time.perf_counter() - started, 3)
         return Artifact(self.name, variant, root, details)
@@ -147,98 +150,132 @@ class ServingTarget(Target):
             return {"ok": False, "error": f"serving/{artifact.variant}: {type(exc).__name__}: {str(exc).splitlines()[0][:300]}"}
 
     def _parity(self, artifact: Artifact, inputs: dict, request: RunRequest) -> dict:
-        from .. import parity
-
+        """Every check's outputs, one .npz each: in process, then REST in both formats."""
         details = artifact.details
-        names = [o for o in (self._contract_names(artifact) or [])]
         version_dir = Path(artifact.path) / "models" / details["model_name"] / str(details["model_version"])
         outputs = {"in-process": in_process(version_dir, inputs, check_examples=EXAMPLES_SIGNATURE in details["signatures"])}
-        names = names or sorted(outputs["in-process"])
+        names = self._contract.output_names if self._contract is not None else sorted(outputs["in-process"])
         runtime = "tf-serving[in-process]"
         if details.get("image"):
-            outputs.update(self._through_container(artifact, inputs, names))
+            with self._container(artifact) as (running, client, load_ms):
+                outputs["rest-row"] = client.predict_all(inputs, names, "row")
+                outputs["rest-columnar"] = client.predict_all(inputs, names, "columnar")
+                if isinstance(details, dict):
+                    details["container"] = {"network": running.network, "ready_ms": round(load_ms, 1),
+                                            **_user_and_health(running)}
             runtime = f"tf-serving[{','.join(CHECKS)}]"
-        reference_path = Path(request.inputs).with_name("reference.npz")
-        errors = {}
-        if reference_path.exists():
-            with np.load(reference_path, allow_pickle=False) as npz:
-                reference = {k: npz[k] for k in npz.files}
-            for check, out in outputs.items():
-                errors[check] = max(
-                    parity.output_metrics(reference[k], np.asarray(y).astype(reference[k].dtype))["max_abs_rel"]
-                    if k in reference and reference[k].shape == np.shape(y) else float("inf")
-                    for k, y in out.items()
-                )
-        worst = max(outputs, key=lambda k: errors.get(k, 0.0))
-        np.savez(request.outputs, **{k: np.asarray(v, dtype=np.float32) for k, v in outputs[worst].items()})
-        if isinstance(details, dict):
-            details["checks"] = {k: {"max_abs_rel": errors.get(k)} for k in outputs}
-        return {"ok": True, "rows": len(next(iter(inputs.values()))), "check": worst,
+        for check, out in outputs.items():
+            np.savez(request.outputs_for(check), **{k: np.asarray(v, dtype=np.float32) for k, v in out.items()})
+        return {"ok": True, "rows": len(next(iter(inputs.values()))), "backends": list(outputs),
                 "runtime": runtime, "runtime_version": self._runtime_version(details)}
 
-    def _contract_names(self, artifact) -> list[str] | None:
-        contract = getattr(self, "_contract", None)
-        return contract.output_names if contract is not None else None
+    @contextlib.contextmanager
+    def _container(self, artifact: Artifact):
+        from deploykit.targets.serving.rest import RestClient
+
+        details = artifact.details
+        c = self._client or ctr.client()
+        model = details["model_name"]
+        with ctr.serving(c, details["image"]["id"], model, label=f"serving-{model}") as running:
+            load_ms = (time.perf_counter() - running.started) * 1000
+            yield running, RestClient(running.rest_url, model, version=details["model_version"]), load_ms
 
     def _runtime_version(self, details) -> str:
-        from ..tfenv import tensorflow
+        from deploykit.tfenv import tensorflow
 
         image = details.get("image") or {}
         server = f"image {image['base_image']}" if image else "no container"
         return f"{server}; in-process tensorflow {tensorflow().__version__}"
 
-    def _through_container(self, artifact: Artifact, inputs: dict, names: list[str]) -> dict:
-        from ..serving_rest import RestClient, load_figures, sequential
+    def _latency_run(self, artifact: Artifact, inputs: dict, request: RunRequest) -> dict:
+        """Through the container when there is one (REST, then 1/4/16 clients), else in process."""
+        from deploykit.targets.serving.rest import load_figures, sequential
 
         details = artifact.details
-        c = self._client or ctr.client()
-        model = details["model_name"]
-        lat = getattr(self, "_latency", None)
-        with ctr.serving(c, details["image"]["id"], model, label=f"serving-{model}") as running:
-            load_ms = (time.perf_counter() - running.started) * 1000
-            client = RestClient(running.rest_url, model, version=details["model_version"])
-            out = {"rest-row": client.predict_all(inputs, names, "row"),
-                   "rest-columnar": client.predict_all(inputs, names, "columnar")}
-            health = _user_and_health(running)
-            if lat is not None and lat.enabled:
-                timings, first_ms = sequential(client, inputs, lat.warmup, lat.iterations, lat.max_seconds)
-                figures = load_figures(client, inputs, seconds=min(2.0, lat.max_seconds))
-                self._latency_cache[str(artifact.path)] = {
-                    "timings_ms": timings, "warmup": lat.warmup, "load_ms": load_ms, "first_inference_ms": first_ms,
-                    "peak_rss_mb": _memory_mb(running.container), "threads": None,
-                    "runtime": f"tf-serving[{','.join(CHECKS)}]",  # timed over REST (details.concurrency too)
-                    "runtime_version": self._runtime_version(details), "concurrency": figures,
-                }
-                if isinstance(details, dict):
-                    details["concurrency"] = figures
-        if isinstance(details, dict):
-            details["container"] = {"network": running.network, "ready_ms": round(load_ms, 1), **health}
-        return out
-
-    def _latency_run(self, artifact: Artifact, inputs: dict, request: RunRequest) -> dict:
-        cached = self._latency_cache.pop(str(artifact.path), None)
-        if cached is None:  # e.g. `deploykit validate --latency`, or --no-container: time the in-process call
+        if not details.get("image"):  # --no-container, or a build without the image
             return in_process_latency(artifact, inputs, request.latency)
-        return {"ok": True, **cached}
+        lat = request.latency
+        with self._container(artifact) as (running, client, load_ms):
+            timings, first_ms = sequential(client, inputs, lat.warmup, lat.iterations, lat.max_seconds)
+            figures = load_figures(client, inputs, seconds=min(2.0, lat.max_seconds))
+            memory = _memory_mb(running.container)
+        if isinstance(details, dict):
+            details["concurrency"] = figures
+        return {"ok": True, "timings_ms": timings, "warmup": lat.warmup, "load_ms": load_ms,
+                "first_inference_ms": first_ms, "peak_rss_mb": memory, "threads": None,
+                "runtime": f"tf-serving[{','.join(CHECKS)}]",  # timed over REST (details.concurrency too)
+                "runtime_version": self._runtime_version(details), "concurrency": figures}
 
-    # ---- publish (after every check passed) ------------------------------------------------------
-    def publish(self, records: list[dict]) -> None:
-        if not self._push:
-            return
-        mine = [r for r in records if r["artifact"].target == self.name]
-        if not mine or not all(r["passed"] for r in mine):
-            return
+    # ---- hooks after validation ------------------------------------------------------------------
+    def after_validation(self, records, rep) -> dict | None:
+        mine = [r for r in records if r.target == self.name]
+        for r in mine:  # each check's worst error, beside the conversion facts
+            if isinstance(r.artifact.details, dict) and r.parity is not None and r.parity.backends:
+                r.artifact.details["checks"] = {name: {"max_abs_rel": max((m.get("max_abs_rel", 0.0) for m in b.outputs.values()), default=None)}
+                                                for name, b in r.parity.backends.items()}
+        if not self.settings.push or not mine or not all(r.passed for r in mine):
+            return None  # --push publishes only when every check passed
         for r in mine:
-            image = r["artifact"].details.get("image")
+            image = r.artifact.details.get("image")
             if not image:
                 raise DeployKitError("--push needs the container image: drop --no-container")
-            repo_name, tag = ctr.split_tag(self._push)
+            repo_name, tag = ctr.split_tag(self.settings.push)
             self._client.images.get(image["id"]).tag(repo_name, tag)
             try:
-                digest = ctr.push(self._client, self._push)
+                digest = ctr.push(self._client, self.settings.push)
             except ctr.ContainerError as exc:
-                raise MissingRuntimeError(f"--push {self._push}: {exc}") from None
-            image.update(pushed=self._push, repo_digest=f"{repo_name}@{digest}")
+                raise MissingRuntimeError(f"--push {self.settings.push}: {exc}") from None
+            image.update(pushed=self.settings.push, repo_digest=f"{repo_name}@{digest}")
+        return None
+
+    # ---- deploykit publish: the image goes beside the OCI artifacts --------------------------------
+    @classmethod
+    def remote_conflicts(cls, entry, destination) -> list[str] | None:
+        image_id = _image_id(entry)  # an image's config digest is its image id
+        reference = destination.reference(destination.tag_for(cls.name))
+        previous = destination.remote_manifest(reference) if image_id else None
+        if previous is not None and (previous.get("config") or {}).get("digest") != image_id:
+            return [reference]
+        return []
+
+    @classmethod
+    def publish_artifact(cls, entry, destination, notes) -> dict | None:
+        """Push the image as TAG-serving, then pull it back by digest and compare ids."""
+        key = f"{entry['target']}/{entry['variant']}"
+        image = (entry.get("details") or {}).get("image")  # {"tag", "id", ...}
+        if isinstance(image, dict):
+            image = image.get("id") or image.get("tag")
+        if not image:
+            notes.append(f"{key}: the manifest names no image (details.image); skipped")
+            return {"artifact": key, "skipped": True}
+        try:
+            import docker
+
+            client = docker.from_env()
+            client.ping()
+        except Exception as exc:  # noqa: BLE001 - docker raises several unrelated types when absent
+            raise MissingRuntimeError(f"pushing the serving image needs a Docker daemon ({exc.__class__.__name__}: {exc})") from None
+        try:
+            local = client.images.get(image)
+        except docker.errors.ImageNotFound:
+            raise MissingRuntimeError(f"{key}: image {image} is not in this Docker daemon "
+                                      "(publish on the machine that built it)") from None
+        repository, tag = f"{destination.host}/{destination.repo}", destination.tag_for(cls.name)
+        local.tag(repository, tag)
+        try:
+            digest = ctr.push(client, f"{repository}:{tag}", auth=destination.auth())
+        except ctr.ContainerError as exc:
+            raise MissingRuntimeError(f"{repository}:{tag}: {exc}") from None
+        by_digest = f"{repository}@{digest}"
+        client.images.pull(by_digest, auth_config=destination.auth())
+        if client.images.get(by_digest).id != local.id:
+            raise MissingRuntimeError(f"{by_digest}: pulled image differs from the built one ({local.id})")
+        return {"artifact": key, "reference": by_digest, "image_id": local.id}
+
+
+def _image_id(entry) -> str | None:
+    image = (entry.get("details") or {}).get("image")
+    return image.get("id") if isinstance(image, dict) else None
 
 
 # ---- helpers ------------------------------------------------------------------------------------
@@ -265,7 +302,7 @@ def examples_function(tf, call, contract, spec):
 
 
 def serialize_examples(inputs: Mapping[str, np.ndarray]) -> list[bytes]:
-    from ..tfenv import tensorflow
+    from deploykit.tfenv import tensorflow
 
     tf = tensorflow()
     n = len(next(iter(inputs.values())))
@@ -282,7 +319,7 @@ def serialize_examples(inputs: Mapping[str, np.ndarray]) -> list[bytes]:
 
 def in_process(version_dir: Path, inputs: Mapping[str, np.ndarray], *, check_examples: bool) -> dict[str, np.ndarray]:
     """Load the SavedModel from the repository and call `serving_default` on every row."""
-    from ..tfenv import tensorflow
+    from deploykit.tfenv import tensorflow
 
     tf = tensorflow()
     loaded = tf.saved_model.load(str(version_dir))
@@ -304,7 +341,7 @@ def in_process(version_dir: Path, inputs: Mapping[str, np.ndarray], *, check_exa
 
 
 def in_process_latency(artifact: Artifact, inputs: Mapping[str, np.ndarray], lat) -> dict:
-    from ..tfenv import tensorflow
+    from deploykit.tfenv import tensorflow
 
     tf = tensorflow()
     d = artifact.details

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any, Iterator
 
-from .errors import SecurityError
+from deploykit.errors import SecurityError
 
 CODE_CLASSES = {"Lambda", "__lambda__", "__function__"}
 # Packages a Keras config may name (with their submodules) without running user code. Matched on

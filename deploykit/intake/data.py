@@ -8,8 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .contract import IOContract, TensorInfo
-from .errors import BadInputError
+from deploykit.contract import IOContract, TensorInfo
+from deploykit.errors import BadInputError
 
 GENERATED_ROWS = 64
 DYNAMIC_DIM_DEFAULT = 16  # length used for a dynamic non-batch dimension when generating data

@@ -46,7 +46,7 @@ def write_version(model_dir: Path, version: int, saved_model: Path, warmup: list
     shutil.rmtree(staging, ignore_errors=True)
     shutil.copytree(saved_model, staging)
     if warmup is not None:
-        from .tfenv import tensorflow
+        from deploykit.tfenv import tensorflow
 
         (staging / "assets.extra").mkdir(exist_ok=True)
         with tensorflow().io.TFRecordWriter(str(staging / "assets.extra" / WARMUP_FILE)) as writer:
@@ -95,7 +95,7 @@ def warmup_requests(name: str, inputs: Mapping[str, np.ndarray], rows: int = WAR
     """Serialized PredictionLog records (tensorflow-serving-api) built from the parity data."""
     from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2
 
-    from .tfenv import tensorflow
+    from deploykit.tfenv import tensorflow
 
     tf = tensorflow()
     n = min(rows, len(next(iter(inputs.values()))))
@@ -113,7 +113,7 @@ def read_warmup(path: Path) -> list:
     """The PredictionLog records in a warm-up file (for tests and `deploykit validate`)."""
     from tensorflow_serving.apis import prediction_log_pb2
 
-    from .tfenv import tensorflow
+    from deploykit.tfenv import tensorflow
 
     tf = tensorflow()
     return [prediction_log_pb2.PredictionLog.FromString(r.numpy()) for r in tf.data.TFRecordDataset(str(path))]

@@ -22,12 +22,9 @@ are rewritten in the frozen graph before conversion; parity then proves the rewr
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
-import subprocess
-import sys
 import threading
 import time
 import warnings
@@ -36,22 +33,25 @@ from typing import Mapping
 
 import numpy as np
 
-from ..errors import BadInputError, MissingRuntimeError, SecurityError, UnsupportedOpsError
-from ..runner import run_child
-from . import harness_path, js_quantize, js_rewrite
-from .base import Artifact, RunRequest, Target
+from deploykit.errors import BadInputError, SecurityError, UnsupportedOpsError
+from deploykit.runner import run_child
+from deploykit.targets import harness_path
+from deploykit.targets.base import Artifact, RunRequest, Target
+from deploykit.targets.js import quantize as js_quantize, rewrite as js_rewrite, select, settings as js_settings
+from deploykit.targets.js.node import bundle_problems, chromium_binary, ensure_modules, node_binary, read_tensors, write_tensors
 
 QUANTIZATION = {"float32": None, "float16": {"float16": "*"}, "uint16": {"uint16": "*"}, "uint8": {"uint8": "*"}}
-BACKENDS = ("cpu", "wasm", "chromium-wasm", "chromium-webgl")  # chromium-*: the headless browser check
+BACKENDS = js_settings.BACKENDS
 _CONVERTER_LOCK = threading.Lock()  # the converter builds TF graphs in global state: one at a time
-_NPM_LOCK = threading.Lock()
 
 
 class JSTarget(Target):
     name = "js"
     summary = "TF.js graph model (weight shards), validated with @tensorflow/tfjs in Node (cpu, wasm)"
     runtime = "tfjs"
-    variants = ("float32", "float16", "uint16", "uint8")
+    variants = js_settings.VARIANTS
+    settings_class = js_settings.JSSettings
+    options = js_settings.OPTIONS
     # Measured on the bundled example (digits CNN, 360 rows), worst backend, max_abs_rel: float32
     # 6.6e-7, float16 5.2e-4, uint16 7.4e-5, uint8 1.2e-2 (top-1 agreement 1.0 for all). The
     # budgets leave an order of magnitude of headroom for other models.
@@ -62,23 +62,40 @@ class JSTarget(Target):
         "uint8": {"max_abs_rel": 0.1, "cosine": 0.99, "top1_agreement": 0.98},
     }
 
-    def __init__(self) -> None:
+    def __init__(self, settings=None) -> None:
+        super().__init__(settings)
         self.plan: dict = {}
         self._saved_model: Path | None = None
         self._probe: Path | None = None  # the preflight's float32 bundle, reused by convert
-        self._settings = None  # BuildConfig.js; None in `deploykit validate` (run() checks Chromium)
 
-    def configure(self, config) -> None:
-        self._settings = config.js
+    @classmethod
+    def check_settings(cls, settings) -> None:
+        js_settings.check(settings)
 
-    def check_runtime(self) -> None:
+    def check_runtime(self, config=None) -> None:
         node_binary()  # raises MissingRuntimeError naming what to install
-        if self._settings is not None and any(b.startswith("chromium-") for b in self._settings.backends):
-            chromium_binary()
+        if config is not None and any(b.startswith("chromium-") for b in self.settings.backends):
+            chromium_binary()  # in `deploykit validate` (no config) run() checks it per artifact
+
+    # ---- hooks -----------------------------------------------------------------------------
+    def plan_variants(self, asked):
+        if self.settings.quantize is not None:  # --js-quantize LIST|auto (auto alone: every variant)
+            asked = tuple(v for v in self.settings.quantize if v != "auto") or None
+        return super().plan_variants(asked)
+
+    def after_validation(self, records, rep):
+        if not self.settings.auto:
+            return None
+        facts = select.auto_select(records)  # keep the smallest js variant that passed
+        rep.info(f"--js-quantize auto: {facts['selected'] or 'no js variant passed'}")
+        return {"quantize_auto": facts}
+
+    def failure_notes(self, records):
+        return [f"note: {n}" for n in select.quantization_notes([r for r in records if not r.rejected])]
 
     # ---- preflight -------------------------------------------------------------------------
     def prepare(self, model, saved_model, data, config, work) -> dict:
-        settings = config.js
+        settings = self.settings
         self._saved_model, self._keras = saved_model, model.keras_model
         self._format = settings.format
         if self._format == "layers":
@@ -118,7 +135,7 @@ class JSTarget(Target):
         return dict(self.plan)
 
     def _convert(self, dest: Path, dtype_map) -> None:
-        from ..tfenv import tensorflow
+        from deploykit.tfenv import tensorflow
 
         tensorflow()  # sets up the one TensorFlow (legacy Keras) before tensorflowjs imports it
         # tensorflowjs imports tensorflow_decision_forests, whose welcome message imports IPython
@@ -193,7 +210,14 @@ class JSTarget(Target):
         label = f"js/{request.artifact.variant}"
         if request.mode == "parity":
             result = run_child(cmd, {**payload, "backends": names}, work, timeout=600, label=label)
-            return _worst_parity(result, names, request) if result.get("ok") else result
+            if not result.get("ok"):
+                return result
+            for n in names:  # one .npz of outputs per backend: the generic check judges each
+                np.savez(request.outputs_for(n), **read_tensors(Path(result["backends"][n]["outputs"])))
+            return {"ok": True, "rows": result["backends"][names[0]]["rows"], "backends": names,
+                    "backend": names[0] if len(names) == 1 else None,
+                    "load_ms": {n: result["backends"][n]["load_ms"] for n in names},
+                    "runtime": _runtime(names), "runtime_version": result["runtime_version"]}
         per_backend = {}
         for name in names:  # one process per backend: clean load time and memory figures
             result = run_child(cmd, {**payload, "backends": [name]}, work,
@@ -208,31 +232,6 @@ class JSTarget(Target):
 
 def _runtime(names: list[str]) -> str:
     return f"tfjs[{','.join(names)}]"
-
-
-def _worst_parity(result: dict, names: list[str], request: RunRequest) -> dict:
-    """Write the outputs of the backend farthest from the reference to request.outputs, so the
-    generic budget check judges the worst backend. The reference sits beside the inputs
-    (validation/reference.npz) in a build and in `deploykit validate`."""
-    from .. import parity
-
-    outputs = {n: read_tensors(Path(result["backends"][n]["outputs"])) for n in names}
-    reference_path = Path(request.inputs).with_name("reference.npz")
-    errors = {}
-    if reference_path.exists():
-        with np.load(reference_path, allow_pickle=False) as npz:
-            reference = {k: npz[k] for k in npz.files}
-        for n in names:
-            errors[n] = max(
-                parity.output_metrics(reference[k], y.astype(reference[k].dtype))["max_abs_rel"]
-                if k in reference and reference[k].shape == y.shape else float("inf")
-                for k, y in outputs[n].items()
-            )
-    worst = max(names, key=lambda n: errors.get(n, 0.0))
-    np.savez(request.outputs, **outputs[worst])
-    return {"ok": True, "rows": result["backends"][worst]["rows"], "backend": worst,
-            "backends": {n: {"max_abs_rel": errors.get(n), "load_ms": result["backends"][n]["load_ms"]} for n in names},
-            "runtime": _runtime(names), "runtime_version": result["runtime_version"]}
 
 
 def _check_layers_names(model) -> None:
@@ -251,145 +250,11 @@ def _check_layers_names(model) -> None:
                             "a layers model would lose them: use the graph format")
 
 
-def smallest_passing(artifacts: list[dict]) -> dict | None:
-    """For `--js-quantize auto`: the smallest js entry that passed its budgets, if any. Entries are
-    manifest entries or build records (an "artifact" instead of "target"/"variant")."""
-    passed = [a for a in artifacts if _key(a)[0] == "js" and a["passed"]]
-    return min(passed, key=lambda a: a["bytes"]) if passed else None
-
-
-def quantization_notes(artifacts: list[dict]) -> list[str]:
-    """One line per quantized js variant that failed, naming the smallest variant that passed."""
-    best = smallest_passing(artifacts)
-    fallback = (f"js/{_key(best)[1]} passed ({best['bytes']:,} bytes); --js-quantize auto keeps the smallest "
-                "variant that passes" if best else "no js variant passed")
-    return [f"js/{_key(a)[1]} failed its budget (weight quantization can wreck accuracy); {fallback}"
-            for a in artifacts if _key(a)[0] == "js" and _key(a)[1] != "float32" and not a["passed"]]
-
-
-def auto_select(records: list[dict]) -> dict:
-    """`--js-quantize auto`: every js variant was built and validated; keep the smallest that passed.
-
-    Marks the other js records `dropped` (the pipeline removes their folders and leaves them out of
-    the manifest's artifacts) and returns the facts the manifest records: the selected variant and,
-    for each rejected variant, why (failed its budget, with the failures, or passed but larger).
-    When none passed nothing is dropped, so the build fails naming every failure."""
-    js = [r for r in records if r["artifact"].target == "js"]
-    best = smallest_passing(js)
-    if best is None:
-        return {"selected": None, "reason": "no js variant passed its budget", "rejected": []}
-    chosen = best["artifact"].variant
-    rejected = []
-    for r in js:
-        if r is best:
-            continue
-        r["dropped"] = True
-        v = r["artifact"].variant
-        reason = (f"passed, but {r['bytes']:,} bytes is larger than js/{chosen} ({best['bytes']:,} bytes)"
-                  if r["passed"] else "failed its budget")
-        rejected.append({"variant": v, "bytes": r["bytes"], "passed": r["passed"], "reason": reason,
-                         "failures": list(r["failures"])})
-    return {"selected": chosen, "bytes": best["bytes"],
-            "reason": f"the smallest of {len(js)} js variant(s) that passed its budget", "rejected": rejected}
-
-
-def _key(entry: dict) -> tuple[str, str]:
-    a = entry.get("artifact")
-    return (a.target, a.variant) if a is not None else (entry["target"], entry["variant"])
-
-
 def unsupported_ops(message: str) -> list[str] | None:
     """The op names in the converter's 'Unsupported Ops in the model ...' error, else None."""
     if not message.startswith("Unsupported Ops"):
         return None
     return sorted({op.strip() for op in message.split("\n", 1)[-1].split(",") if op.strip()})
-
-
-# ---- Node runtime: the binary, the npm cache, raw tensor files, bundle safety -------------------
-NODE_HINT = "install Node.js 18 or newer (Debian: apt-get install -y nodejs npm)"
-
-
-def node_binary() -> str:
-    node = shutil.which("node")
-    if node is None:
-        raise MissingRuntimeError(f"the js target needs Node.js, which is not on PATH: {NODE_HINT}")
-    return node
-
-
-def chromium_binary() -> str:
-    path = os.environ.get("DEPLOYKIT_CHROMIUM", "/usr/bin/chromium")
-    if not Path(path).is_file():
-        raise MissingRuntimeError(
-            f"the js target's browser check needs headless Chromium at {path}: install it with "
-            "`apt-get install -y chromium` (or bash scripts/setup-js.sh), or skip the browser check "
-            "with --js-backends cpu,wasm"
-        )
-    return path
-
-
-def ensure_modules(harness_dir: Path) -> Path:
-    """The folder holding the harness's pinned node_modules: ~/.cache/deploykit/js-<lockhash>,
-    filled once with `npm ci` from the shipped package-lock.json."""
-    lock = (harness_dir / "package-lock.json").read_bytes()
-    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "deploykit"
-    cache = base / f"js-{hashlib.sha256(lock).hexdigest()[:16]}"
-    if (cache / ".complete").exists():
-        return cache
-    with _NPM_LOCK:  # one install per process; the final rename makes it atomic across processes
-        if (cache / ".complete").exists():
-            return cache
-        npm = shutil.which("npm")
-        if npm is None:
-            raise MissingRuntimeError(f"the js target needs npm to install its pinned TF.js packages: {NODE_HINT}")
-        print(f"deploykit: installing the TF.js harness dependencies (@tensorflow/tfjs 4.22, wasm backend) "
-              f"into {cache} (once)", file=sys.stderr)
-        base.mkdir(parents=True, exist_ok=True)
-        staging = base / f".{cache.name}.{os.getpid()}"
-        shutil.rmtree(staging, ignore_errors=True)
-        staging.mkdir()
-        for name in ("package.json", "package-lock.json"):
-            shutil.copy(harness_dir / name, staging / name)
-        proc = subprocess.run([npm, "ci", "--ignore-scripts", "--no-audit", "--no-fund", "--loglevel=error"],
-                              cwd=staging, capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=600)
-        if proc.returncode != 0:
-            shutil.rmtree(staging, ignore_errors=True)
-            tail = " | ".join(proc.stderr.strip().splitlines()[-3:])[:500]
-            raise MissingRuntimeError(f"npm ci for the TF.js harness failed in {staging}: {tail}")
-        (staging / ".complete").write_text("ok\n")
-        try:
-            staging.rename(cache)
-        except OSError:  # another process finished first
-            shutil.rmtree(staging, ignore_errors=True)
-    return cache
-
-
-NODE_DTYPES = {"float32": "float32", "float64": "float32", "float16": "float32", "int32": "int32",
-               "int64": "int32", "int16": "int32", "int8": "int32", "uint8": "int32", "bool": "bool"}
-
-
-def write_tensors(prefix: Path, arrays: Mapping[str, np.ndarray]) -> Path:
-    """Raw little-endian tensors for the harness: PREFIX.json (index) and PREFIX.bin."""
-    index, offset = {}, 0
-    with open(f"{prefix}.bin", "wb") as fh:
-        for name, array in arrays.items():
-            dtype = NODE_DTYPES.get(array.dtype.name)
-            if dtype is None:
-                raise BadInputError(f"input '{name}': dtype {array.dtype} has no TF.js equivalent")
-            wire = "uint8" if dtype == "bool" else "<f4" if dtype == "float32" else "<i4"
-            raw = np.ascontiguousarray(array, dtype=wire).tobytes()
-            index[name] = {"dtype": dtype, "shape": list(array.shape), "offset": offset, "length": len(raw)}
-            fh.write(raw)
-            offset += len(raw)
-    path = Path(f"{prefix}.json")
-    path.write_text(json.dumps(index))
-    return path
-
-
-def read_tensors(index_path: Path) -> dict[str, np.ndarray]:
-    index = json.loads(index_path.read_text())
-    raw = index_path.with_suffix(".bin").read_bytes()
-    return {name: np.frombuffer(raw, dtype="<f4", count=t["length"] // 4, offset=t["offset"]).reshape(t["shape"])
-            for name, t in index.items()}
 
 
 def canonical_model_json(bundle: Path) -> None:
@@ -415,20 +280,3 @@ def canonical_model_json(bundle: Path) -> None:
     path.write_text(json.dumps(doc))
 
 
-def bundle_problems(bundle: Path) -> list[str]:
-    """Weight paths in model.json that are absolute or escape the bundle folder (or a missing file)."""
-    model_json = bundle / "model.json"
-    try:
-        doc = json.loads(model_json.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        return [f"not a readable model.json ({exc})"]
-    root, problems = bundle.resolve(), []
-    for group in doc.get("weightsManifest") or []:
-        for p in group.get("paths") or []:
-            if not isinstance(p, str) or not p or "\\" in p or "\0" in p or ":" in p or p.startswith("/"):
-                problems.append(f"weight path {p!r} is not a relative path inside the bundle folder")
-            elif ".." in p.split("/") or not (root / p).resolve().is_relative_to(root):
-                problems.append(f"weight path {p!r} escapes the bundle folder")
-            elif not (root / p).is_file():
-                problems.append(f"weight shard {p!r} is missing")
-    return problems

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .sniff import ModelSource
-from .tfenv import tf_keras
+from deploykit.intake.sniff import ModelSource
+from deploykit.tfenv import tf_keras
 
 SOURCE = ModelSource("example", "bundled:digits_cnn", keras="tf_keras")
 INPUT_NAME = "pixels"

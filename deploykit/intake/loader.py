@@ -14,11 +14,11 @@ from typing import Any, Callable
 
 import numpy as np
 
-from . import policy
-from .contract import IOContract, TensorInfo
-from .errors import BadInputError, DeployKitError
-from .sniff import ModelSource
-from .tfenv import keras3, tensorflow, tf_keras
+from deploykit.intake import policy
+from deploykit.contract import IOContract, TensorInfo
+from deploykit.errors import BadInputError, DeployKitError
+from deploykit.intake.sniff import ModelSource
+from deploykit.tfenv import keras3, tensorflow, tf_keras
 
 OPTIMIZE_NOTE = "the optimize stage (pruning, QAT, clustering) needs a tf_keras model: pass a tf_keras .keras/.h5 file or module:function"
 

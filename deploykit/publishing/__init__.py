@@ -4,10 +4,11 @@ DEST is a folder, or an OCI registry reference:
   - `DIR`: the whole build (artifacts, manifest, report, validation data) plus `SHA256SUMS`,
     staged beside DIR and renamed into place; `deploykit validate DIR` works on the copy.
   - `oci://HOST[:PORT]/REPO:TAG` (HTTPS) or `oci+http://HOST[:PORT]/REPO:TAG` (plain HTTP, local
-    registries): each TFLite / TF.js artifact becomes an OCI artifact tagged `TAG-TARGET-VARIANT`
-    (pushed with the `oras` client, annotations carrying the manifest's key facts); `TAG` holds
-    manifest.json, SHA256SUMS and the report; the serving image is pushed by digest as
-    `TAG-serving` with the `docker` package.
+    registries): each artifact becomes an OCI artifact tagged `TAG-TARGET-VARIANT` (pushed with
+    the `oras` client, annotations carrying the manifest's key facts; the media type is the
+    target's `artifact_media_type`); `TAG` holds manifest.json, SHA256SUMS and the report. A target
+    with more than files to ship pushes it in its `publish_artifact` hook (the serving target: its
+    image, by digest, as `TAG-serving`).
 After upload everything is pulled back and every checksum verified. A version already published
 with different content is refused (exit 6) unless `force`. No TensorFlow here.
 Credentials: DEPLOYKIT_REGISTRY_USERNAME / DEPLOYKIT_REGISTRY_PASSWORD (basic auth).
@@ -22,14 +23,13 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import manifest as manifest_mod
-from .errors import BadInputError, BudgetError, MissingRuntimeError, PublishConflictError
-from .sniff import file_sha256, tree_sha256
+from deploykit import manifest as manifest_mod
+from deploykit.errors import BadInputError, BudgetError, MissingRuntimeError, PublishConflictError
+from deploykit.intake.sniff import file_sha256, tree_sha256
 
 ENV_USER, ENV_PASSWORD = "DEPLOYKIT_REGISTRY_USERNAME", "DEPLOYKIT_REGISTRY_PASSWORD"
 ANNOTATION = "io.deploykit"
 SUMS = "SHA256SUMS"
-MEDIA_TYPES = {"tflite": "application/vnd.deploykit.tflite.v1"}  # bundles (folders) go as tar+gzip
 _REF = re.compile(r"^(?P<scheme>oci|oci\+http)://(?P<host>[^/]+)/(?P<repo>[a-z0-9]+(?:[._/-][a-z0-9]+)*):(?P<tag>[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})$")
 
 
@@ -46,6 +46,27 @@ class OciRef:
 
     def at(self, tag: str) -> str:
         return f"{self.host}/{self.repo}:{tag}"
+
+
+class Destination:
+    """What a target's publish hooks may use: the registry, tags under this version, credentials."""
+
+    def __init__(self, ref: OciRef, client) -> None:
+        self.ref, self.host, self.repo, self._client = ref, ref.host, ref.repo, client
+
+    def tag_for(self, suffix: str) -> str:
+        return _tag_for(self.ref, suffix)
+
+    def reference(self, tag: str) -> str:
+        return self.ref.at(tag)
+
+    def remote_manifest(self, reference: str) -> dict | None:
+        return _remote_manifest(self._client, reference)
+
+    @staticmethod
+    def auth() -> dict | None:
+        user = os.environ.get(ENV_USER)
+        return {"username": user, "password": os.environ.get(ENV_PASSWORD, "")} if user else None
 
 
 def parse_dest(dest: str) -> OciRef | Path:
@@ -263,12 +284,13 @@ def to_registry(root: Path, doc: dict, ref: OciRef, *, force: bool) -> dict:
     index_ref = ref.at(ref.tag)
     existing = _remote_annotations(client, index_ref)
     conflicts = [index_ref] if existing is not None and existing.get(f"{ANNOTATION}.content") != cid else []
+    from deploykit.targets import REGISTRY, target_class
+
+    destination = Destination(ref, client)
     for a in doc["artifacts"] if not force else []:  # also tags left by an interrupted publish of other content
-        if a["target"] == "serving":  # an image's config digest is its image id
-            image_id = _image_id(a)
-            previous = _remote_manifest(client, ref.at(_tag_for(ref, "serving"))) if image_id else None
-            if previous is not None and (previous.get("config") or {}).get("digest") != image_id:
-                conflicts.append(ref.at(_tag_for(ref, "serving")))
+        own = target_class(a["target"]).remote_conflicts(a, destination)  # a target that ships more than files
+        if own is not None:
+            conflicts += own
             continue
         reference = ref.at(_tag_for(ref, f"{a['target']}-{a['variant']}"))
         previous = _remote_annotations(client, reference)
@@ -281,12 +303,14 @@ def to_registry(root: Path, doc: dict, ref: OciRef, *, force: bool) -> dict:
     try:
         with tempfile.TemporaryDirectory(prefix="deploykit-publish-") as tmp:
             for a in doc["artifacts"]:
-                if a["target"] == "serving":
-                    pushed.append(push_serving_image(doc, a, ref, notes))
+                cls = target_class(a["target"])
+                own = cls.publish_artifact(a, destination, notes)  # a target that ships more than files
+                if own is not None:
+                    pushed.append(own)
                     continue
                 reference = ref.at(_tag_for(ref, f"{a['target']}-{a['variant']}"))
                 path = root / a["path"]
-                media = "" if path.is_dir() else f":{MEDIA_TYPES.get(a['target'], 'application/octet-stream')}"
+                media = "" if path.is_dir() else f":{cls.artifact_media_type}"
                 client.push(target=reference, files=[f"{path}{media}"], disable_path_validation=True,
                             manifest_annotations=annotations(doc, a, ref), quiet=True)
                 pulled = Path(tmp) / _tag_for(ref, f"{a['target']}-{a['variant']}")
@@ -314,51 +338,8 @@ def to_registry(root: Path, doc: dict, ref: OciRef, *, force: bool) -> dict:
         raise _registry_error(index_ref, exc) from None
     except requests.RequestException as exc:
         raise _registry_error(index_ref, exc) from None
-    if not any(a["target"] == "serving" for a in doc["artifacts"]):
-        notes.append("no serving artifact in this build: no image pushed")
+    present = {a["target"] for a in doc["artifacts"]}
+    notes += [target_class(n).publish_note_when_absent for n in REGISTRY
+              if n not in present and target_class(n).publish_note_when_absent]
     return {"destination": f"{ref.scheme}://{index_ref}", "status": "published", "content_id": cid,
             "pushed": pushed, "notes": notes}
-
-
-# -- the serving image (docker) --------------------------------------------------------------------------
-
-def _image_id(a: dict) -> str | None:
-    image = (a.get("details") or {}).get("image")
-    return image.get("id") if isinstance(image, dict) else None
-
-
-def push_serving_image(doc: dict, a: dict, ref: OciRef, notes: list[str]) -> dict:
-    """Push the serving target's image as TAG-serving, then pull it back by digest and compare ids."""
-    image = (a.get("details") or {}).get("image")  # the serving target records {"tag", "id", ...}
-    if isinstance(image, dict):
-        image = image.get("id") or image.get("tag")
-    if not image:
-        notes.append(f"{a['target']}/{a['variant']}: the manifest names no image (details.image); skipped")
-        return {"artifact": f"{a['target']}/{a['variant']}", "skipped": True}
-    try:
-        import docker
-
-        client = docker.from_env()
-        client.ping()
-    except Exception as exc:  # noqa: BLE001 - docker raises several unrelated types when absent
-        raise MissingRuntimeError(f"pushing the serving image needs a Docker daemon ({exc.__class__.__name__}: {exc})") from None
-    try:
-        local = client.images.get(image)
-    except docker.errors.ImageNotFound:
-        raise MissingRuntimeError(f"{a['target']}/{a['variant']}: image {image} is not in this Docker daemon "
-                                  "(publish on the machine that built it)") from None
-    repository, tag = f"{ref.host}/{ref.repo}", _tag_for(ref, "serving")
-    local.tag(repository, tag)
-    auth = {"username": os.environ[ENV_USER], "password": os.environ.get(ENV_PASSWORD, "")} if os.environ.get(ENV_USER) else None
-    digest = None
-    for line in client.api.push(repository, tag=tag, stream=True, decode=True, auth_config=auth):
-        if "errorDetail" in line:  # docker-py reports registry errors inside the stream
-            raise MissingRuntimeError(f"{repository}:{tag}: push failed: {line['errorDetail'].get('message')}")
-        digest = (line.get("aux") or {}).get("Digest", digest)
-    if not digest:
-        raise MissingRuntimeError(f"{repository}:{tag}: the registry returned no digest")
-    by_digest = f"{repository}@{digest}"
-    client.images.pull(by_digest, auth_config=auth)
-    if client.images.get(by_digest).id != local.id:
-        raise MissingRuntimeError(f"{by_digest}: pulled image differs from the built one ({local.id})")
-    return {"artifact": f"{a['target']}/{a['variant']}", "reference": by_digest, "image_id": local.id}

@@ -18,8 +18,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from . import __version__
-from .errors import BadInputError, BudgetError
+from deploykit import __version__
+from deploykit.errors import BadInputError, BudgetError
 
 REPORT_SCHEMA_VERSION = 1
 FILES = ("report.json", "report.md", "report.html")
@@ -183,9 +183,9 @@ def render(doc: dict) -> dict[str, str]:
     """{file name: text} for report.json, report.md and report.html."""
     import jinja2
 
-    from . import plots
+    from deploykit.reporting import plots
 
-    env = jinja2.Environment(loader=jinja2.PackageLoader("deploykit", "templates"), autoescape=jinja2.select_autoescape(["html"]),
+    env = jinja2.Environment(loader=jinja2.PackageLoader("deploykit.reporting", "templates"), autoescape=jinja2.select_autoescape(["html"]),
                              trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True, undefined=jinja2.StrictUndefined)
     env.filters.update(num=_num, nbytes=_bytes, ratio=_ratio_text)
     env.globals.update(generic_tables=generic_tables, parity_summary=_parity_summary)
@@ -215,8 +215,8 @@ def write(dest: Path, doc: dict, rendered: dict[str, str] | None = None) -> list
 def write_for_build(staging: Path, manifest: dict) -> None:
     """Called by the build just before the manifest is written: the report files go into the
     staging folder and into the manifest's file table, so `deploykit validate` checks them too."""
-    from . import manifest as manifest_mod
-    from .sniff import file_sha256
+    from deploykit import manifest as manifest_mod
+    from deploykit.intake.sniff import file_sha256
 
     written = write(staging, build_report(manifest_mod._finite(manifest)))
     table = dict(manifest["files"])
@@ -228,7 +228,7 @@ def write_for_build(staging: Path, manifest: dict) -> None:
 def make(out: str | Path, *, baseline: str | None = None, thresholds: Thresholds | None = None,
          dest: str | Path | None = None, summary: str | None = None) -> tuple[dict, Path]:
     """`deploykit report`: (report document, folder written). Raises BudgetError on a regression."""
-    from . import manifest as manifest_mod
+    from deploykit import manifest as manifest_mod
 
     root = Path(out)
     doc_manifest = manifest_mod.read(root)
@@ -241,7 +241,7 @@ def make(out: str | Path, *, baseline: str | None = None, thresholds: Thresholds
     target = Path(dest) if dest else (root.parent / f"{root.name}-report" if baseline else root)
     if not dest and target == root and not _same_as_sealed(doc_manifest, rendered):
         target = root.parent / f"{root.name}-report"
-        from .progress import for_terminal
+        from deploykit.progress import for_terminal
 
         for_terminal(True).warn(f"{root}'s report was rendered differently (another deploykit version?): "
                                 f"wrote the new one to {target} and left {root} unchanged")
@@ -266,7 +266,7 @@ def _same_as_sealed(manifest: dict, rendered: dict[str, str]) -> bool:
 
 
 def _read_baseline(path: str) -> dict:
-    from . import manifest as manifest_mod
+    from deploykit import manifest as manifest_mod
 
     p = Path(path)
     if p.is_dir():
@@ -279,7 +279,7 @@ def _read_baseline(path: str) -> dict:
 def _read_manifest_file(p: Path) -> dict:
     import jsonschema
 
-    from . import manifest as manifest_mod
+    from deploykit import manifest as manifest_mod
 
     try:
         doc = json.loads(p.read_text(encoding="utf-8"))

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Mapping
 
-from .errors import BadInputError, MissingRuntimeError
+from deploykit.errors import BadInputError, MissingRuntimeError
 
 DEFAULT_BASE_IMAGE = "tensorflow/serving:2.19.0"  # the TF Serving release matching the pinned TensorFlow
 LABEL = "org.deploykit.container"  # every container deploykit starts carries it (tests assert none are left)
@@ -61,7 +61,7 @@ def client():
 # ---- Dockerfile and image ---------------------------------------------------------------------
 def template_dir() -> Path:
     """`docker/` in a source checkout; `deploykit/_docker/` inside the wheel."""
-    package = Path(__file__).resolve().parent
+    package = Path(__file__).resolve().parents[2]  # deploykit/
     for root in (package / "_docker", package.parent / "docker"):
         if (root / "Dockerfile.serving.j2").exists():
             return root
@@ -108,12 +108,13 @@ def base_digest(c, ref: str) -> str | None:
     return digests[0].split("@", 1)[1] if digests else None
 
 
-def push(c, reference: str) -> str:
-    """Tag the local image as REGISTRY/REPO:TAG (done by the caller), push it, return its digest."""
+def push(c, reference: str, auth: dict | None = None) -> str:
+    """Tag the local image as REGISTRY/REPO:TAG (done by the caller), push it, return its digest.
+    The one Docker push: the build's `--push` and `deploykit publish` both come here."""
     repo, tag = split_tag(reference)
     digest, log = None, []
     try:
-        stream = c.api.push(repo, tag=tag, stream=True, decode=True)
+        stream = c.api.push(repo, tag=tag, stream=True, decode=True, auth_config=auth)
         for chunk in stream:  # registry errors arrive inside the stream, not as exceptions
             if "errorDetail" in chunk or "error" in chunk:
                 detail = chunk.get("errorDetail", {}).get("message") or chunk.get("error")

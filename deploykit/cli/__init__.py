@@ -1,0 +1,32 @@
+"""The `deploykit` command line: one module per command over the stages' Python API, and one
+error/exit layer (`exits.py`). Results go to stdout (`--json` for scripts); logs and progress go
+to stderr. Exit codes are `deploykit.errors.EXIT_CODES` (also in the README). TensorFlow is
+imported only by commands that need it, inside the command.
+"""
+from __future__ import annotations
+
+import click
+
+from deploykit import __version__
+from deploykit.cli.build import build
+from deploykit.cli.exits import CONTEXT, EXIT_HELP
+from deploykit.cli.publish import publish
+from deploykit.cli.report import report
+from deploykit.cli.targets import targets
+from deploykit.cli.train import train
+from deploykit.cli.validate import validate
+
+
+@click.group(epilog=EXIT_HELP, context_settings=CONTEXT)
+@click.version_option(__version__, prog_name="deploykit")
+def cli() -> None:
+    """Train a Keras model, take it to TFLite, TF.js and TF Serving artifacts, and prove each one
+    in its own runtime against the reference model."""
+
+
+for command in (build, validate, targets, train, report, publish):
+    cli.add_command(command)
+
+
+def main() -> None:
+    cli(prog_name="deploykit")

@@ -1,0 +1,90 @@
+"""`deploykit build`: flags into a `BuildConfig`, then `pipeline.run`.
+
+The core options are declared here; each target adds its own (`Target.options`), read from the
+registry without importing TensorFlow, and their values go into that target's settings table.
+"""
+from __future__ import annotations
+
+import click
+
+from deploykit.cli.exits import CONTEXT, EXIT_HELP, emit, run
+from deploykit.targets import REGISTRY, target_class
+
+
+def _csv(value):
+    if not value:
+        return None
+    items = []
+    for v in value:
+        items.extend(s.strip() for s in v.split(",") if s.strip())
+    return tuple(items)
+
+
+def _target_option(target: str, opt):
+    """A click option for one `targets.base.Option`; its parameter is named `TARGET__KEY`."""
+    dest = f"{target}__{opt.key}"
+    if opt.kind == "flag":
+        return click.option(opt.flag, dest, flag_value=opt.flag_value, default=None, help=opt.help)
+    kind = click.Choice(list(opt.choices)) if opt.kind == "choice" else opt.type
+    return click.option(opt.flag, dest, type=kind, metavar=opt.metavar, help=opt.help)
+
+
+def _with_target_options(fn):
+    for name in reversed(list(REGISTRY)):  # click applies decorators bottom-up
+        for opt in reversed(target_class(name).options):
+            fn = _target_option(name, opt)(fn)
+    return fn
+
+
+@click.command(epilog=EXIT_HELP, context_settings=CONTEXT)
+@click.option("--model", metavar="PATH|module:function",
+              help="A .keras or .h5 file, a SavedModel folder, or module:function returning a tf_keras model. "
+                   "Default: the bundled example (a small CNN on scikit-learn's digits).")
+@click.option("--data", metavar="FILE.npz", help="One array per input name: parity data and int8 calibration set.")
+@click.option("--train-config", metavar="FILE", help="Train with the fit stage (TOML/YAML, as `deploykit train --config`), then build the trained model.")
+@click.option("--target", "targets", multiple=True, metavar="NAME", help="Target(s) to build, or 'all'. Repeatable. Default: tflite.")
+@click.option("--quantize", multiple=True, metavar="LIST",
+              help="Variants to build, comma-separated: float32,float16,dynamic,int8,int16x8. Default: all.")
+@click.option("--out", metavar="DIR", help="Output folder (default: deploykit-out). Replaced only by a build that passes.")
+@click.option("--config", "config_file", metavar="FILE.toml", help="Settings file (budgets, latency, ...); flags override it.")
+@click.option("--allow-unsafe-deserialization", is_flag=True, default=None,
+              help="Load models that carry code (e.g. Lambda layers). Only for files you trust.")
+@click.option("--allow-select-tf-ops", is_flag=True, default=None,
+              help="Allow TensorFlow ops outside the TFLite builtins (the artifact then needs the Flex delegate).")
+@click.option("--no-latency", is_flag=True, help="Skip latency benchmarks (parity still runs).")
+@click.option("--jobs", type=int, metavar="N", help="Conversions and parity runs side by side (default: 2).")
+@click.option("--prune", type=float, metavar="SPARSITY", help="Prune to this sparsity (e.g. 0.8) with fine-tuning; see [optimize].")
+@click.option("--qat", is_flag=True, default=None, help="Quantization-aware training before conversion (int8 variants use it).")
+@click.option("--cluster", type=int, metavar="N", help="Cluster each kernel's weights to N values with fine-tuning.")
+@_with_target_options
+@click.option("--json", "as_json", is_flag=True, help="Print the manifest (or the error) as JSON on stdout.")
+@click.option("--quiet", is_flag=True, help="No progress lines on stderr (warnings and errors still print).")
+@click.option("--debug", is_flag=True, help="Print tracebacks for internal errors and TensorFlow's native logs.")
+def build(model, data, train_config, targets, quantize, out, config_file, allow_unsafe_deserialization,
+          allow_select_tf_ops, no_latency, jobs, prune, qat, cluster, as_json, quiet, debug, **target_flags):
+    """Build artifacts for the target(s), validate each in its runtime, write OUT/manifest.json."""
+
+    def go():
+        from deploykit.config import load_config_file, make_config
+        from deploykit.pipeline import run as run_build
+        from deploykit.progress import for_terminal
+
+        file_settings = load_config_file(config_file) if config_file else {}
+        if no_latency:
+            file_settings["latency"] = {**file_settings.get("latency", {}), "enabled": False}
+        opt = {"prune": prune, "qat": qat, "cluster": cluster}
+        if any(v is not None for v in opt.values()):  # --prune/--qat/--cluster override the [optimize] table
+            file_settings["optimize"] = {**file_settings.get("optimize", {}), **{k: v for k, v in opt.items() if v is not None}}
+        tables: dict[str, dict] = {}
+        for dest, value in target_flags.items():  # --js-format etc. override the target's table key by key
+            if value is not None:
+                name, key = dest.split("__", 1)
+                tables.setdefault(name, {})[key] = value
+        cfg = make_config(
+            file_settings, model=model, data=data, train_config=train_config, targets=_csv(targets), quantize=_csv(quantize),
+            out=out, allow_unsafe_deserialization=allow_unsafe_deserialization, allow_select_tf_ops=allow_select_tf_ops,
+            jobs=jobs, **tables,
+        )
+        return run_build(cfg, for_terminal(quiet))
+
+    emit(as_json, run(as_json, debug, go))

@@ -1,0 +1,161 @@
+"""Run artifacts in their own runtimes and judge them: parity, latency, size, against budgets.
+
+Used by `build` (right after conversion) and by `deploykit validate OUT` (later, e.g. in another CI
+job, with no model and no TensorFlow: the reference outputs are stored in the build).
+
+Every backend a runtime ran (js: cpu, wasm, chromium; serving: in process and over REST) goes
+through the same comparison; the record keeps each backend's metrics, `parity.outputs` the worst
+value of each metric over the backends, and the artifact passes only when every backend passed.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Mapping
+
+import numpy as np
+
+from deploykit.config import LatencySettings
+from deploykit.contract import IOContract
+from deploykit.records import ArtifactRecord, BackendParity, Parity
+from deploykit.runner import map_jobs
+from deploykit.targets import RunRequest, Target
+from deploykit.validation import latency as latency_stats
+from deploykit.validation import parity
+
+
+def budget_for(target: type[Target], variant: str, overrides: Mapping) -> dict[str, float]:
+    merged = dict(target.default_budgets.get(variant, {}))
+    merged.update(overrides.get(target.name, {}).get(variant, {}))
+    return merged
+
+
+def run_outputs(target: Target, artifact, inputs: Path, work: Path, tag: str = "parity") -> tuple[dict, dict]:
+    """Run `artifact` on `inputs` in parity mode: (the harness's result, backend -> outputs)."""
+    prefix = work / f"{artifact.target}-{artifact.variant}-{tag}"
+    request = RunRequest(artifact, inputs, prefix, "parity", LatencySettings())
+    result = target.run(request, work)
+    outputs: dict[str, dict[str, np.ndarray]] = {}
+    if result.get("ok"):
+        for backend in result.get("backends") or []:
+            with np.load(request.outputs_for(backend), allow_pickle=False) as npz:
+                outputs[backend] = {k: npz[k] for k in npz.files}
+    return result, outputs
+
+
+def check_parity(target: Target, record: ArtifactRecord, contract: IOContract, reference: Mapping[str, np.ndarray],
+                 work: Path) -> tuple[Parity, list[dict]]:
+    result, outputs = run_outputs(target, record.artifact, record.inputs, work)
+    samples = len(next(iter(reference.values())))
+    judged = Parity(samples, result.get("runtime"), result.get("runtime_version"))
+    if not result.get("ok") or not outputs:
+        failure = parity.Failure("runtime", result.get("error", "the runtime reported no outputs"))
+        return judged, [failure.to_json()]
+    failures: list[dict] = []
+    for backend, candidate in outputs.items():
+        metrics, found = parity.compare(contract, reference, candidate, record.budget)
+        if len(outputs) > 1:  # name the backend when there is more than one
+            found = [parity.Failure(f.kind, f"[{backend}] {f.message}", f.output, f.metric, f.value, f.budget)
+                     for f in found]
+        failures += [f.to_json() for f in found]
+        judged.backends[backend] = BackendParity(metrics, [f.to_json() for f in found], not found)
+    judged.outputs = parity.worst_metrics([b.outputs for b in judged.backends.values()])
+    judged.passed = not failures
+    if len(outputs) == 1:  # one backend: its figures are the record's, nothing to add
+        judged.backends = {}
+    return judged, failures
+
+
+def measure_latency(target: Target, artifact, inputs: Path, settings: LatencySettings, work: Path) -> dict:
+    """Returns {"latency": summary} or {"error": message}."""
+    request = RunRequest(artifact, inputs, work / f"{artifact.target}-{artifact.variant}-latency", "latency", settings)
+    result = target.run(request, work)
+    if not result.get("ok"):
+        return {"error": result.get("error", "runtime failed")}
+    return {"latency": latency_stats.summarize(result["timings_ms"], result)}
+
+
+def judge(records: list[ArtifactRecord], targets: Mapping[str, Target], contract: IOContract,
+          reference: Mapping[str, np.ndarray], *, measure: bool, settings: LatencySettings, work: Path,
+          jobs: int = 2) -> None:
+    """Fill `parity`, `latency`, `failures` and `passed` into each record, in place.
+
+    Parity runs side by side; latency runs one artifact at a time so measurements do not compete
+    for cores. Latency is measured for every artifact the runtime could run, passed or not.
+    """
+    def one(record: ArtifactRecord):
+        return check_parity(targets[record.target], record, contract, reference, work)
+
+    judged = map_jobs(one, records, jobs)
+    for record, (result, failures) in zip(records, judged):
+        record.parity = result
+        record.latency = None
+        ran = not any(f["kind"] == "runtime" for f in failures)
+        if measure and ran:  # timed even when parity failed: "faster but unfaithful" is worth knowing
+            measured = measure_latency(targets[record.target], record.artifact, record.inputs, settings, work)
+            if "error" in measured:
+                failures.append(parity.Failure("runtime", measured["error"]).to_json())
+            else:
+                record.latency = measured["latency"]
+        lat = record.latency or {}
+        facts = {"bytes": record.bytes, **{k: lat.get(k) for k in ("p50_ms", "p90_ms", "p99_ms", "load_ms")}}
+        failures += [f.to_json() for f in parity.check_artifact_budgets(facts, record.budget)]
+        record.failures = failures
+        record.passed = not failures
+
+
+def failure_lines(artifacts: list[dict]) -> list[str]:
+    lines = []
+    for a in artifacts:
+        for f in a["failures"]:
+            lines.append(f"{a['target']}/{a['variant']}: {f['message']}")
+    return lines
+
+
+def revalidate(out: str | Path, *, latency: bool = False, settings: LatencySettings | None = None, jobs: int = 2) -> dict:
+    """Re-run validation of an existing build: checksums first, then every artifact in its runtime
+    against the reference outputs stored in the build. Needs no model and no TensorFlow."""
+    import tempfile
+
+    from deploykit import manifest as manifest_mod
+    from deploykit.errors import BadInputError, BudgetError, SecurityError
+    from deploykit.targets import Artifact, target_class
+
+    root = Path(out)
+    doc = manifest_mod.read(root)
+    escapes = manifest_mod.escaping_paths(root, doc)
+    if escapes:
+        raise SecurityError(escapes[0] + (f" (+{len(escapes) - 1} more)" if len(escapes) > 1 else ""),
+                            details={"problems": escapes})
+    problems = manifest_mod.verify_files(root, doc)
+    if problems:
+        raise BadInputError(problems[0] + (f" (+{len(problems) - 1} more)" if len(problems) > 1 else ""),
+                            details={"problems": problems})
+    contract = IOContract.from_json(doc["contract"])
+    with np.load(root / doc["data"]["reference"], allow_pickle=False) as npz:
+        reference = {k: npz[k] for k in npz.files}
+    targets: dict[str, Target] = {}
+    records = []
+    for entry in doc["artifacts"]:
+        cls = target_class(entry["target"])
+        if entry["target"] not in targets:
+            targets[entry["target"]] = cls()
+            targets[entry["target"]].check_runtime()
+        artifact = Artifact(entry["target"], entry["variant"], root / entry["path"], entry["details"])
+        records.append(ArtifactRecord(artifact, root / doc["data"]["inputs"], entry["budget"], entry["bytes"]))
+    with tempfile.TemporaryDirectory(prefix="deploykit-validate-") as work:
+        judge(records, targets, contract, reference, measure=latency, settings=settings or LatencySettings(),
+              work=Path(work), jobs=jobs)
+    report = {
+        "out": str(root),
+        "passed": all(r.passed for r in records),
+        "artifacts": [
+            {"target": r.target, "variant": r.variant, "passed": r.passed,
+             "parity": r.parity.to_json(), "latency": r.latency, "failures": r.failures}
+            for r in records
+        ],
+    }
+    if not report["passed"]:
+        lines = failure_lines(report["artifacts"])
+        raise BudgetError(f"{len(lines)} budget failure(s):\n  " + "\n  ".join(lines), manifest=report,
+                          details={"failures": lines})
+    return report

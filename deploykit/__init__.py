@@ -3,7 +3,7 @@
 `deploykit.build(...)` is the Python entry point; the `deploykit` CLI is a thin layer over it.
 Importing this package does not import TensorFlow.
 """
-__version__ = "0.1.0"
+from deploykit.version import __version__
 
 
 def build(*args, **kwargs):

@@ -34,7 +34,7 @@ class BuildConfig:
     model: str | None = None  # path or module:function; None = the bundled example
     data: str | None = None  # .npz with one array per input name
     train_config: str | None = None  # a fit-stage config (TOML/YAML): train first, then build the result
-    targets: tuple[str, ...] = ("tflite",)
+    targets: tuple[str, ...] = ()  # () = the targets that declare themselves default (tflite)
     quantize: tuple[str, ...] | None = None  # None = every variant of each target
     out: str = DEFAULT_OUT
     allow_unsafe_deserialization: bool = False

@@ -13,7 +13,8 @@ from typing import Any
 
 from typing import Mapping
 
-from deploykit import __version__, manifest as manifest_mod
+from deploykit import manifest as manifest_mod
+from deploykit.version import __version__
 from deploykit.config import BuildConfig, load_config_file, make_config
 from deploykit.errors import BadInputError, BudgetError
 from deploykit.intake import data as data_mod

@@ -14,9 +14,10 @@ from functools import lru_cache
 @lru_cache(maxsize=None)
 def tensorflow():
     os.environ["TF_USE_LEGACY_KERAS"] = "1"
+    # Quiet TensorFlow's C++ INFO/WARNING lines (CUDA probing among them) unless the user chose a
+    # level. GPUs stay visible: hiding them is the user's call (CUDA_VISIBLE_DEVICES), not ours;
+    # the CLI sends the remaining native noise to a log file (cli/nativelog.py).
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    # No GPU is lent to this project; skip the CUDA probing noise.
-    os.environ.setdefault("CUDA_VISIBLE_DEVICES", "-1")
     import warnings
 
     # The int8 calibration inside the TFLite converter uses tf.lite.Interpreter, which warns that

@@ -11,6 +11,10 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 
+# These machines have no GPU: skip TensorFlow's CUDA probing in the tests and their child processes
+# (deploykit itself leaves GPUs visible to its users).
+os.environ.setdefault("CUDA_VISIBLE_DEVICES", "-1")
+
 # Short latency runs: tests check that figures are measured and recorded, not how fast they are
 # (speed goals live in benchmarks/).
 FAST = {"latency": {"warmup": 2, "iterations": 20, "max_seconds": 1.0}, "example_epochs": 3}

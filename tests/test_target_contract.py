@@ -1,5 +1,8 @@
 """One contract every target must pass. Each target contributes only its data (its registry
-entry); the assertions are the same for all. The bundled example is built once per target."""
+entry); the assertions are the same for all. The bundled example is built once per target.
+
+The suite also runs over `tests/numpy_target/`, a target that lives outside deploykit and is
+registered here with one registry line, as a plugin would be."""
 from __future__ import annotations
 
 import json
@@ -17,7 +20,16 @@ from deploykit.targets import REGISTRY, target_class
 
 from .conftest import FAST
 
-TARGETS = list(REGISTRY)
+PLUGIN = {"numpy": "numpy_target.target:NumpyTarget"}  # tests/numpy_target: a target from outside deploykit
+TARGETS = [*REGISTRY, *PLUGIN]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def plugin_registered():
+    with pytest.MonkeyPatch.context() as mp:
+        for name, spec in PLUGIN.items():
+            mp.setitem(REGISTRY, name, spec)
+        yield
 
 
 @pytest.fixture(scope="module", params=TARGETS)
@@ -28,7 +40,7 @@ def built(request, tmp_path_factory):
 
 
 @pytest.mark.parametrize("name", TARGETS)
-def test_capabilities_are_declared_as_data(name):
+def test_capabilities_are_declared_as_data(name, plugin_registered):
     cls = target_class(name)
     d = cls.describe()
     assert d["name"] == name and d["runtime"] and d["variants"]

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import click
 
-from deploykit import __version__
+from deploykit.version import __version__
 from deploykit.cli.build import build
 from deploykit.cli.exits import CONTEXT, EXIT_HELP
 from deploykit.cli.publish import publish

@@ -51,7 +51,10 @@ def target_class(name: str) -> type[Target]:
 
 
 def resolve(names: tuple[str, ...]) -> list[str]:
-    if not names or "all" in names:
+    """Target names to build: the given ones, every registered one for 'all', the default ones for none."""
+    if not names:
+        return [n for n in REGISTRY if target_class(n).default]
+    if "all" in names:
         return list(REGISTRY)
     for name in names:
         target_class(name)

@@ -76,6 +76,7 @@ class Target(ABC):
     variants: ClassVar[tuple[str, ...]]
     # variant -> metric -> limit; see validate.parity.BUDGET_METRICS for the metric names
     default_budgets: ClassVar[Mapping[str, Mapping[str, float]]]
+    default: ClassVar[bool] = False  # built when no --target is given
     # the target's settings: a frozen dataclass, the `[NAME]` table of the config file
     settings_class: ClassVar[type] = NoSettings
     # settings also accepted at the top level of a config file and as `build()` keywords

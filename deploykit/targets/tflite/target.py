@@ -35,6 +35,7 @@ class TFLiteTarget(Target):
     name = "tflite"
     summary = "TFLite flatbuffer, validated in the LiteRT interpreter"
     runtime = "litert"
+    default = True  # `deploykit build` with no --target builds TFLite
     variants = ("float32", "float16", "dynamic", "int8", "int16x8")
     artifact_media_type = "application/vnd.deploykit.tflite.v1"  # one OCI layer per .tflite file
     default_budgets = {

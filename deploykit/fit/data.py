@@ -6,29 +6,16 @@ policy. `check_spec` compares the dataset's element spec with the model inputs b
 """
 from __future__ import annotations
 
-import importlib
 import math
 from pathlib import Path
 
 import numpy as np
 
 from deploykit.errors import BadInputError
+from deploykit.intake import builder
 from deploykit.tfenv import tensorflow
 from deploykit.fit.config import TrainConfig, is_tfrecord
 from deploykit.fit.strategy import shard_options
-
-
-def resolve(entry: str, field: str):
-    """Import `module:function`; errors name the config field."""
-    module_name, _, func = entry.partition(":")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise BadInputError(f"{field}: cannot import {module_name!r} ({exc})") from None
-    fn = getattr(module, func, None)
-    if not callable(fn):
-        raise BadInputError(f"{field}: {module_name!r} has no function {func!r}")
-    return fn
 
 
 def _arrays(cfg: TrainConfig):
@@ -57,22 +44,12 @@ def _arrays(cfg: TrainConfig):
     return x[:cut], y[:cut], x[cut:], y[cut:]
 
 
-def call(fn, field: str, label: str):
-    """Call a user's builder; anything it raises becomes exit 2 naming the config field."""
-    try:
-        return fn()
-    except BadInputError:
-        raise
-    except Exception as exc:
-        raise BadInputError(f"{field}: {label} raised {type(exc).__name__}: {exc}") from None
-
-
 def make_datasets(cfg: TrainConfig, input_name: str | None = None):
     """(train, valid, info); info has steps_per_epoch (None if unknown) and the number of train rows."""
     tf = tensorflow()
     options = shard_options(cfg.shard_policy)
     if cfg.dataset is not None and ":" in cfg.dataset and not cfg.dataset.endswith(".npz"):
-        result = call(resolve(cfg.dataset, "dataset"), "dataset", cfg.dataset)
+        result = builder.call(cfg.dataset, "dataset")
         if not (isinstance(result, tuple) and len(result) == 2
                 and all(isinstance(d, tf.data.Dataset) for d in result)):
             raise BadInputError(f"dataset: {cfg.dataset} must return (train, valid) tf.data.Datasets")

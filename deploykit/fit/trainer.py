@@ -13,23 +13,21 @@ import time
 from pathlib import Path
 
 from deploykit.errors import BadInputError
+from deploykit.intake import builder
 from deploykit.progress import Reporter
 from deploykit.tfenv import tf_keras
 from deploykit.fit.config import TrainConfig
-from deploykit.fit.data import call, check_spec, make_datasets, resolve
+from deploykit.fit.data import check_spec, make_datasets
 from deploykit.fit.strategy import Role, make_strategy, replicas, role_from_env, run_server
 
+EXAMPLE_BUILDER = "deploykit.intake.example:build_model"  # the model when the config names none
 _OPTIMIZERS = {"adam": "Adam", "sgd": "SGD", "rmsprop": "RMSprop", "adagrad": "Adagrad", "adamw": "AdamW", "nadam": "Nadam"}
 
 
 def build_model(cfg: TrainConfig):
     """Call the builder (inside the caller's strategy scope); errors name the `model` field."""
     keras = tf_keras()
-    if cfg.model is None:
-        from deploykit.intake.example import build_model as builder
-    else:
-        builder = resolve(cfg.model, "model")
-    model = call(builder, "model", f"builder {cfg.model or 'example'}")
+    model = builder.call(cfg.model or EXAMPLE_BUILDER, "model")
     if not isinstance(model, keras.Model):
         raise BadInputError(f"model: builder {cfg.model} returned {type(model).__name__}, not a tf_keras Model")
     return model

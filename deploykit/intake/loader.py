@@ -6,15 +6,13 @@ Routing: tf_keras files load with tf_keras (safe mode on); Keras 3 `.keras` file
 """
 from __future__ import annotations
 
-import importlib
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 
-from deploykit.intake import policy
+from deploykit.intake import builder, policy
 from deploykit.contract import IOContract, TensorInfo
 from deploykit.errors import BadInputError, DeployKitError
 from deploykit.intake.sniff import ModelSource
@@ -112,17 +110,7 @@ def _load_keras3(path: str, allow_unsafe: bool):
 
 
 def _from_callable(spec: str):
-    module_name, func_name = spec.split(":")
-    if "" not in sys.path and str(Path.cwd()) not in sys.path:
-        sys.path.insert(0, str(Path.cwd()))
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise BadInputError(f"{spec}: cannot import module '{module_name}' ({exc})") from None
-    func = getattr(module, func_name, None)
-    if not callable(func):
-        raise BadInputError(f"{spec}: module '{module_name}' has no function '{func_name}'")
-    model = func()
+    model = builder.call(spec)
     if not isinstance(model, tf_keras().Model):
         raise BadInputError(f"{spec}: returned {type(model).__name__}, expected a tf_keras.Model")
     return model

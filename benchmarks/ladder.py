@@ -173,7 +173,7 @@ REPORT_NOTES: list[str] = []
 
 
 def guard_report_writer() -> None:
-    """Builds in this checkout write report.json/.md/.html at the end (`deploykit.report`); if that
+    """Builds in this checkout write report.json/.md/.html at the end (`deploykit.reporting`); if that
     step raises, the build's timings and manifest would be lost to the ladder. The benchmark wraps it
     so a report failure is recorded (in the notes) and the build completes; its time is still counted."""
     try:
@@ -196,7 +196,7 @@ def guard_report_writer() -> None:
 
 
 def report_table(manifest: dict) -> str | None:
-    """The artifact table of deploykit's own report.md (`deploykit.report`), when it renders."""
+    """The artifact table of deploykit's own report.md (`deploykit.reporting`), when it renders."""
     try:
         from deploykit import reporting as report
 

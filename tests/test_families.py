@@ -138,7 +138,7 @@ def test_keras3_gru_lowers_with_fixed_shapes_and_passes(fam, tmp_path):
 
 
 @pytest.mark.xfail(strict=True, reason=(
-    "targets/tflite.py converts variants in parallel threads from one shared fixed-shape "
+    "deploykit/targets/tflite/target.py converts variants in parallel threads from one shared fixed-shape "
     "tf.function: one artifact comes out without a signature (harness: StopIteration), with more "
     "variants the process segfaults"))
 def test_gru_parallel_fixed_shape_conversions(fam, tmp_path):

@@ -8,6 +8,7 @@ annotations; lists may be given as comma-separated strings. No TensorFlow here.
 """
 from __future__ import annotations
 
+import collections.abc
 import tomllib
 import types
 import typing
@@ -69,6 +70,9 @@ def from_table(cls: type[T], table: Mapping[str, Any] | T | None, where: str, **
     return cls(**values, **fixed)
 
 
+_TABLES = (dict, Mapping, collections.abc.Mapping, collections.abc.MutableMapping)
+
+
 def coerce(hint: Any, value: Any, where: str) -> Any:
     """`value` checked (and normalized: lists to tuples, ints to floats) against a type hint."""
     origin, args = typing.get_origin(hint), typing.get_args(hint)
@@ -109,7 +113,8 @@ def coerce(hint: Any, value: Any, where: str) -> Any:
             raise BadInputError(f"{where}: expected a list, got {_show(value)}")
         item = args[0] if args else Any
         return tuple(coerce(item, v, f"{where}[{i}]") for i, v in enumerate(value))
-    if origin in (Mapping, dict, typing.Mapping) or hint in (dict, Mapping):
+    # `typing.Mapping[K, V]` reports `collections.abc.Mapping` as its origin, not `typing.Mapping`
+    if origin in _TABLES or hint in _TABLES:
         if not isinstance(value, Mapping):
             raise BadInputError(f"{where}: expected a table, got {_show(value)}")
         val_hint = args[1] if len(args) == 2 else Any

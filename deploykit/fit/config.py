@@ -1,7 +1,8 @@
 """Training settings as one frozen dataclass, read from a TOML or YAML file.
 
-The file holds either a `[train]` table or top-level keys. Every bad field raises
-`BadInputError` naming the field, before any TensorFlow work starts. Workers launched by
+The file holds either a `[train]` table or top-level keys. Unknown keys and wrong types go through
+`deploykit.settings`, like every other settings table; every bad field raises `BadInputError`
+naming the field, before any TensorFlow work starts. Workers launched by
 `--local-workers` receive the resolved settings as JSON (`TrainConfig.to_json`), so every process
 of a job trains with exactly the same settings.
 """
@@ -9,11 +10,11 @@ from __future__ import annotations
 
 import json
 import re
-import tomllib
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
+from deploykit import settings as loader
 from deploykit.errors import BadInputError
 
 STRATEGIES = ("none", "one_device", "mirrored", "multi_worker", "parameter_server")
@@ -62,30 +63,25 @@ class TrainConfig:
         return json.loads(json.dumps(asdict(self)))
 
 
-_FIELDS = {f.name for f in fields(TrainConfig)}
-
-
 def _read(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise BadInputError(f"{path}: config file not found")
-    text = path.read_text(encoding="utf-8")
     if path.suffix in (".yaml", ".yml"):
         import yaml
 
+        text = path.read_text(encoding="utf-8")
         try:
             data = yaml.safe_load(text) or {}
         except yaml.YAMLError as exc:
             raise BadInputError(f"{path}: not valid YAML ({exc})") from None
     elif path.suffix == ".json":
+        text = path.read_text(encoding="utf-8")
         try:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
             raise BadInputError(f"{path}: not valid JSON ({exc})") from None
     else:
-        try:
-            data = tomllib.loads(text)
-        except tomllib.TOMLDecodeError as exc:
-            raise BadInputError(f"{path}: not valid TOML ({exc})") from None
+        data = loader.read_toml(path)
     if not isinstance(data, Mapping):
         raise BadInputError(f"{path}: expected a table of settings")
     train = data.get("train", data)
@@ -107,47 +103,16 @@ def load_train_config(path: str | Path | None = None, **overrides: Any) -> Train
 
 
 def make_train_config(settings: Mapping[str, Any], base: Path | None = None) -> TrainConfig:
-    unknown = set(settings) - _FIELDS
-    if unknown:
-        raise BadInputError(f"unknown train setting(s): {', '.join(sorted(unknown))}")
+    """Checked settings: unknown keys and types through the one settings loader, then the values."""
+    loader.check_keys(settings, loader.known_keys(TrainConfig), "train")
     merged = dict(settings)
-    if isinstance(merged.get("metrics"), str):
-        merged["metrics"] = tuple(s.strip() for s in merged["metrics"].split(",") if s.strip())
-    elif merged.get("metrics") is not None:
-        merged["metrics"] = tuple(merged["metrics"])
     for key in ("dataset", "valid_dataset"):
         ds = merged.get(key)
         if isinstance(ds, str) and not _ENTRY.match(ds) and base is not None:
             merged[key] = str((base / ds).resolve()) if not Path(ds).is_absolute() else ds
-    _check_types(merged)
-    cfg = TrainConfig(**merged)
+    cfg = loader.from_table(TrainConfig, merged, "")  # errors name the bare field, as the checks below do
     _check(cfg)
     return cfg
-
-
-def _check_types(merged: Mapping[str, Any]) -> None:
-    want = {
-        "epochs": int, "batch_size": int, "seed": int, "early_stopping_patience": int, "num_ps": int,
-        "steps_per_epoch": (int, type(None)), "validation_steps": (int, type(None)),
-        "learning_rate": (int, float), "validation_split": (int, float),
-        "loss": str, "optimizer": str, "strategy": str, "shard_policy": str, "monitor": str, "image": str,
-        "model": (str, type(None)), "dataset": (str, type(None)), "valid_dataset": (str, type(None)),
-        "features": (Mapping, type(None)), "label": str,
-        "backup": (bool, type(None)), "tensorboard": bool,
-    }
-    for name, kind in want.items():
-        if name in merged:
-            value = merged[name]
-            bad_bool = isinstance(value, bool) and kind in (int, (int, float), (int, type(None)))
-            if bad_bool or not isinstance(value, kind):
-                raise BadInputError(f"{name}: expected {_kind_name(kind)}, got {value!r}")
-    if "metrics" in merged and not all(isinstance(m, str) for m in merged["metrics"]):
-        raise BadInputError(f"metrics: expected a list of metric names, got {merged['metrics']!r}")
-
-
-def _kind_name(kind) -> str:
-    kinds = kind if isinstance(kind, tuple) else (kind,)
-    return " or ".join("none" if k is type(None) else k.__name__ for k in kinds)
 
 
 def _check(cfg: TrainConfig) -> None:

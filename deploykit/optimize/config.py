@@ -1,13 +1,15 @@
 """The `[optimize]` settings: what to prune, quantize-aware train or cluster, and how to fine-tune.
 
-Read from the build config's `optimize` table and the `--prune/--qat/--cluster` flags. Unknown keys
-and bad values fail with exit 2 naming the field. TensorFlow is not imported here.
+Read from the build config's `optimize` table and the `--prune/--qat/--cluster` flags through
+`deploykit.settings` (unknown keys and wrong types); ranges and choices are checked here. Every
+failure is exit 2 naming `optimize.<key>`. TensorFlow is not imported here.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Any, Mapping
 
+from deploykit import settings as loader
 from deploykit.errors import BadInputError
 
 SCHEDULES = ("polynomial_decay", "constant")
@@ -64,51 +66,20 @@ class OptimizeSettings:
         return " + ".join(parts) or "nothing"
 
 
-_FIELDS = {f.name: f for f in fields(OptimizeSettings)}
-
-
 def optimize_settings(raw: Mapping[str, Any] | OptimizeSettings | None) -> OptimizeSettings:
-    """Checked settings from a TOML table (or flags merged into one); errors name `optimize.<key>`."""
+    """Checked settings from a TOML table (or flags merged into one); errors name `optimize.<key>`.
+
+    Unknown keys and types go through the one settings loader; the ranges and choices are checked here."""
     if raw is None:
         return OptimizeSettings()
     if isinstance(raw, OptimizeSettings):
         return raw
-    if not isinstance(raw, Mapping):
-        raise BadInputError("optimize: expected a table of settings")
-    unknown = sorted(set(raw) - set(_FIELDS))
-    if unknown:
-        raise BadInputError(f"optimize: unknown setting(s) {', '.join(unknown)} (known: {', '.join(_FIELDS)})")
-    values = {k: v for k, v in raw.items() if v is not None}
-    if isinstance(values.get("skip_layers"), str):
-        values["skip_layers"] = (values["skip_layers"],)
-    if "skip_layers" in values:
-        if not all(isinstance(s, str) for s in values["skip_layers"]):
-            raise BadInputError("optimize.skip_layers: expected a list of layer names")
-        values["skip_layers"] = tuple(values["skip_layers"])
-    for name in ("prune", "learning_rate", "validation_split"):
-        if name in values:
-            values[name] = _number(name, values[name])
-    for name in ("begin_step", "end_step", "frequency", "cluster", "epochs", "batch_size"):
-        if name in values:
-            values[name] = _integer(name, values[name])
-    for name in ("qat", "preserve_sparsity", "baseline"):
-        if name in values and not isinstance(values[name], bool):
-            raise BadInputError(f"optimize.{name}: expected true or false, got {values[name]!r}")
-    settings = OptimizeSettings(**values)
+    table = raw
+    if isinstance(raw, Mapping) and isinstance(raw.get("skip_layers"), str):
+        table = {**raw, "skip_layers": [raw["skip_layers"]]}  # one layer name, never split on commas
+    settings = loader.from_table(OptimizeSettings, table, "optimize")
     _check(settings)
     return settings
-
-
-def _number(name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise BadInputError(f"optimize.{name}: expected a number, got {value!r}")
-    return float(value)
-
-
-def _integer(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise BadInputError(f"optimize.{name}: expected an integer, got {value!r}")
-    return value
 
 
 def _check(s: OptimizeSettings) -> None:
@@ -134,10 +105,6 @@ def _check(s: OptimizeSettings) -> None:
         raise BadInputError("optimize.learning_rate: must be > 0")
     if not 0.0 < s.validation_split < 1.0:
         raise BadInputError("optimize.validation_split: must be between 0 and 1 (exclusive)")
-    if not isinstance(s.budgets, Mapping):
-        raise BadInputError("optimize.budgets: expected a table of name = limit")
-    for name, limit in s.budgets.items():
+    for name in s.budgets:  # the loader checked the table and that each limit is a number
         if name not in BUDGETS:
             raise BadInputError(f"optimize.budgets.{name}: unknown budget (known: {', '.join(BUDGETS)})")
-        if isinstance(limit, bool) or not isinstance(limit, (int, float)):
-            raise BadInputError(f"optimize.budgets.{name}: expected a number, got {limit!r}")

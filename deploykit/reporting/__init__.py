@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import tomllib
 from dataclasses import asdict, dataclass, fields
 from functools import lru_cache
 from importlib import resources
@@ -19,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from deploykit import __version__
+from deploykit import settings as loader
 from deploykit.errors import BadInputError, BudgetError
 
 REPORT_SCHEMA_VERSION = 1
@@ -42,23 +42,19 @@ class Thresholds:
         """Defaults < `[regression]` table of a TOML file < flags (None = not given)."""
         values: dict[str, Any] = {}
         if config:
-            p = Path(config)
-            try:
-                table = tomllib.loads(p.read_text(encoding="utf-8")).get("regression", {})
-            except FileNotFoundError:
-                raise BadInputError(f"{p}: config file not found") from None
-            except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-                raise BadInputError(f"{p}: not valid TOML ({exc})") from None
-            known = {f.name for f in fields(cls)}
-            unknown = set(table) - known
-            if unknown:
-                raise BadInputError(f"{p}: unknown [regression] setting(s) {', '.join(sorted(unknown))}")
+            table = loader.read_toml(config).get("regression", {})
+            try:  # unknown keys and wrong types in the file, named with the file
+                loader.from_table(cls, table, "regression")
+            except BadInputError as exc:
+                raise BadInputError(f"{config}: {exc.message}") from None
             values.update(table)
         values.update({k: v for k, v in flags.items() if v is not None})
-        for k, v in values.items():
-            if not isinstance(v, (int, float)) or v < 0:
-                raise BadInputError(f"regression.{k}: must be a non-negative number (got {v!r})")
-        return cls(**{k: float(v) for k, v in values.items()})
+        th = loader.from_table(cls, values, "regression")
+        for f in fields(th):
+            v = getattr(th, f.name)
+            if v < 0:
+                raise BadInputError(f"regression.{f.name}: must be a non-negative number (got {v!r})")
+        return th
 
 
 @lru_cache(maxsize=None)

@@ -14,7 +14,7 @@ from importlib import metadata, resources
 from pathlib import Path
 
 from deploykit.errors import BadInputError
-from deploykit.intake.sniff import file_sha256, tree_sha256
+from deploykit.digests import file_sha256, tree_sha256
 
 SCHEMA_VERSION = 1
 PACKAGES = ("tensorflow", "tf-keras", "keras", "ai-edge-litert", "numpy", "tensorflow-model-optimization", "tensorflowjs")

@@ -18,7 +18,8 @@ from deploykit.version import __version__
 from deploykit.config import BuildConfig, load_config_file, make_config
 from deploykit.errors import BadInputError, BudgetError
 from deploykit.intake import data as data_mod
-from deploykit.intake.sniff import file_sha256, sniff
+from deploykit.digests import file_sha256
+from deploykit.intake.sniff import sniff
 from deploykit.output import OutputFolder
 from deploykit.progress import Reporter, silent
 from deploykit.records import ArtifactRecord

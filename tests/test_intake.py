@@ -14,7 +14,7 @@ import pytest
 
 import deploykit
 from deploykit.errors import BadInputError, DeployKitError, SecurityError
-from deploykit.intake.sniff import file_sha256
+from deploykit.digests import file_sha256
 
 from . import models
 from .conftest import NO_LATENCY

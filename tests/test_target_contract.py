@@ -133,7 +133,7 @@ def test_validate_refuses_a_tampered_artifact(built, tmp_path):
 @pytest.mark.slow
 def test_validate_detects_an_unfaithful_artifact(built, tmp_path):
     """Swap the float32 artifact for the int8 one (checksums updated): parity must catch it."""
-    from deploykit.intake.sniff import file_sha256
+    from deploykit.digests import file_sha256
 
     _, out, doc = built
     paths = {a["variant"]: a["path"] for a in doc["artifacts"]}

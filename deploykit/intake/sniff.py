@@ -5,7 +5,6 @@ run first and fail with one line naming the file and the problem. No TensorFlow 
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 import stat
@@ -13,6 +12,7 @@ import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from deploykit.digests import file_sha256, tree_sha256
 from deploykit.errors import BadInputError, SecurityError
 
 ZIP_MAGIC = b"PK\x03\x04"
@@ -62,23 +62,6 @@ def _head(path: Path) -> bytes:
     if not head:
         raise BadInputError(f"{path}: file is empty")
     return head
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def tree_sha256(folder: Path) -> str:
-    """A stable digest of a folder: relative paths and contents, in sorted order."""
-    digest = hashlib.sha256()
-    for p in sorted(q for q in folder.rglob("*") if q.is_file()):
-        digest.update(p.relative_to(folder).as_posix().encode() + b"\0")
-        digest.update(file_sha256(p).encode())
-    return digest.hexdigest()
 
 
 def _keras_zip(path: Path, head: bytes) -> ModelSource:

@@ -42,9 +42,12 @@ def _with_target_options(fn):
                    "Default: the bundled example (a small CNN on scikit-learn's digits).")
 @click.option("--data", metavar="FILE.npz", help="One array per input name: parity data and int8 calibration set.")
 @click.option("--train-config", metavar="FILE", help="Train with the fit stage (TOML/YAML, as `deploykit train --config`), then build the trained model.")
-@click.option("--target", "targets", multiple=True, metavar="NAME", help="Target(s) to build, or 'all'. Repeatable. Default: tflite.")
+@click.option("--target", "targets", multiple=True, metavar="NAME",
+              help=f"Target(s) to build ({', '.join(REGISTRY)}), or 'all'. Repeatable. Default: "
+                   f"{', '.join(n for n in REGISTRY if target_class(n).default)}.")
 @click.option("--quantize", multiple=True, metavar="LIST",
-              help="Variants to build, comma-separated: float32,float16,dynamic,int8,int16x8. Default: all.")
+              help="Variants to build, comma-separated (" + "; ".join(
+                  f"{n}: {','.join(target_class(n).variants)}" for n in REGISTRY) + "). Default: all.")
 @click.option("--out", metavar="DIR", help="Output folder (default: deploykit-out). Replaced only by a build that passes.")
 @click.option("--config", "config_file", metavar="FILE.toml", help="Settings file (budgets, latency, ...); flags override it.")
 @click.option("--allow-unsafe-deserialization", is_flag=True, default=None,

@@ -2,49 +2,37 @@
 
 The SavedModel's `serving_default` signature takes the model's training inputs by their names,
 dtypes and shapes (batch dimension free) and returns the outputs by their names, so TF Serving
-clients send what the model was trained on.
+clients send what the model was trained on. The SavedModel is written by the build's own export
+(`deploykit.intake.export.write_saved_model`), with the batch dimension left free.
 """
 from __future__ import annotations
 
 import shutil
 from pathlib import Path
 
+from deploykit.contract import IOContract, TensorInfo
+from deploykit.intake.export import write_saved_model
+from deploykit.intake.loader import keras_interface
 from deploykit.tfenv import tensorflow
 
 
-def input_specs(model) -> list:
-    tf = tensorflow()
-    return [tf.TensorSpec(shape=(None,) + tuple(t.shape[1:]), dtype=t.dtype, name=name)
-            for name, t in zip(model.input_names, model.inputs)]
-
-
-def serving_function(model):
-    tf = tensorflow()
-    names = list(model.input_names)
-    outputs = list(model.output_names)
-
-    @tf.function(input_signature=input_specs(model))
-    def serve(*args):
-        feed = args[0] if len(args) == 1 else dict(zip(names, args))
-        result = model(feed, training=False)
-        if not isinstance(result, (list, tuple)):
-            result = [result]
-        return {name: tensor for name, tensor in zip(outputs, result)}
-
-    return serve
-
-
 def export_model(model, out: Path) -> dict:
-    tf = tensorflow()
     keras_path = out / "model.keras"
     saved = out / "saved_model"
     staging = out / "saved_model.partial"
     model.save(keras_path)
     shutil.rmtree(staging, ignore_errors=True)
-    tf.saved_model.save(model, str(staging), signatures={"serving_default": serving_function(model)})
+    contract, call = keras_interface(model)
+    write_saved_model(staging, model, call, _any_batch(contract))
     shutil.rmtree(saved, ignore_errors=True)
     staging.rename(saved)  # readers never see a half-written SavedModel
     return {"keras": str(keras_path), "saved_model": str(saved), "signature": signature_of(saved)}
+
+
+def _any_batch(contract: IOContract) -> IOContract:
+    """Serving takes any batch size, whatever batch the model was built with."""
+    inputs = tuple(TensorInfo(t.name, t.dtype, (None,) + tuple(t.sample_shape)) for t in contract.inputs)
+    return IOContract(inputs, contract.outputs)
 
 
 def signature_of(saved_model_dir: str | Path) -> dict:

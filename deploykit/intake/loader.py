@@ -12,7 +12,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from deploykit.intake import builder, policy
+from deploykit.intake import builder, export, policy
 from deploykit.contract import IOContract, TensorInfo
 from deploykit.errors import BadInputError, DeployKitError
 from deploykit.intake.sniff import ModelSource
@@ -46,36 +46,14 @@ class LoadedModel:
         return {name: np.concatenate(chunks) for name, chunks in parts.items()}
 
     def serving_function(self, batch: int | None = None, sample_shapes: dict | None = None):
-        """A tf.function over positional tensors named after the inputs, returning a named dict.
+        """A tf.function over positional tensors named after the inputs, returning a named dict
+        (see `deploykit.intake.export.serving_function`; `batch` fixes the shapes)."""
+        return export.serving_function(self.call, self.contract, batch, sample_shapes)
 
-        With `batch` set, shapes are fixed (batch and, from `sample_shapes`, any dynamic dims):
-        converters lower recurrent layers to builtin ops only with static shapes.
-        """
-        tf = tensorflow()
-        names = self.contract.input_names
-        specs = []
-        for t in self.contract.inputs:
-            shape = list(t.shape)
-            if batch is not None:
-                shape[0] = batch
-                if sample_shapes and t.name in sample_shapes:
-                    shape[1:] = sample_shapes[t.name]
-            specs.append(tf.TensorSpec(shape, tf.as_dtype(t.dtype), name=t.name))
-        call = self.call
-
-        def serve(*args):
-            return call(dict(zip(names, args)))
-
-        return tf.function(serve, input_signature=specs)
-
-    def export_saved_model(self, directory: Path) -> Path:
-        """Write the canonical SavedModel: `serving_default` with the contract's names."""
-        tf = tensorflow()
-        module = tf.Module()
-        module.model = self.trackable
-        module.serve = self.serving_function()
-        tf.saved_model.save(module, str(directory), signatures={"serving_default": module.serve.get_concrete_function()})
-        return directory
+    def export_saved_model(self, directory: Path, extra_signatures: dict | None = None) -> Path:
+        """Write the canonical SavedModel: `serving_default` with the contract's names (and any
+        `extra_signatures`, {name: tf.function})."""
+        return export.write_saved_model(directory, self.trackable, self.call, self.contract, extra_signatures)
 
 
 def load(source: ModelSource, allow_unsafe: bool = False) -> LoadedModel:
@@ -126,6 +104,20 @@ def _shape(shape) -> tuple:
 
 
 def _from_keras(source: ModelSource, model, *, tf_keras_model: bool, findings: list[str]) -> LoadedModel:
+    contract, call = keras_interface(model)
+    return LoadedModel(
+        source=source,
+        contract=contract,
+        call=call,
+        trackable=model if tf_keras_model else _keras3_trackable(model),
+        keras_model=model if tf_keras_model else None,
+        findings=findings,
+    )
+
+
+def keras_interface(model) -> tuple[IOContract, Callable[[dict], dict]]:
+    """A Keras model's contract (inputs and outputs by their layer names) and its named-dict call
+    (tf_keras or Keras 3; traceable, inference mode)."""
     inputs = tuple(
         TensorInfo(_input_name(t), _dtype_name(t.dtype), _shape(t.shape)) for t in model.inputs
     )
@@ -148,14 +140,7 @@ def _from_keras(source: ModelSource, model, *, tf_keras_model: bool, findings: l
             return dict(zip(output_names, result))
         return {output_names[0]: result}
 
-    return LoadedModel(
-        source=source,
-        contract=IOContract(inputs, outputs),
-        call=call,
-        trackable=model if tf_keras_model else _keras3_trackable(model),
-        keras_model=model if tf_keras_model else None,
-        findings=findings,
-    )
+    return IOContract(inputs, outputs), call
 
 
 def _keras3_trackable(model):

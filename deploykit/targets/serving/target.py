@@ -82,16 +82,13 @@ class ServingTarget(Target):
         self._model_name = repo.model_name(model.source.location)
         self._source = model.source.location
         self._warmup = repo.warmup_requests(self._model_name, data)
-        module = tf.Module()
-        module.model = model.trackable
-        module.serve = model.serving_function()
-        signatures = {"serving_default": module.serve.get_concrete_function()}
+        extra = {}
         spec = feature_spec(model.contract)
         if spec is not None:
-            module.parse = examples_function(tf, model.call, model.contract, spec)
-            signatures[EXAMPLES_SIGNATURE] = module.parse.get_concrete_function()
+            extra[EXAMPLES_SIGNATURE] = examples_function(tf, model.call, model.contract, spec)
         self._saved_model = work / "serving_saved_model"
-        tf.saved_model.save(module, str(self._saved_model), signatures=signatures)
+        model.export_saved_model(self._saved_model, extra_signatures=extra)  # serving_default + tf_example
+        signatures = ["serving_default", *extra]
         self.plan = {
             "model_name": self._model_name, "model_version": VERSION, "signatures": sorted(signatures),
             "inputs": model.contract.input_names, "base_image": self._base_image,

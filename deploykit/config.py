@@ -108,6 +108,7 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
         for name, cls in _target_classes().items():
             if isinstance(build.get(name), Mapping):
                 loader.check_keys(build[name], loader.known_keys(cls.settings_class), name)
+        make_config(build)  # every value's type and range, named with the file
     except BadInputError as exc:
         raise BadInputError(f"{path}: {exc.message}") from None
     return dict(build)
@@ -119,7 +120,9 @@ def make_config(file_settings: Mapping[str, Any] | None = None, **overrides: Any
     for key, value in overrides.items():
         if value is None:
             continue
-        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):  # tables merge key by key
+        if isinstance(value, Mapping) and key in merged and key != "budgets":  # tables merge key by key
+            if not isinstance(merged[key], Mapping):
+                raise BadInputError(f"{key}: expected a table of settings, got {merged[key]!r}")
             value = {**merged[key], **value}
         merged[key] = value
     classes = _target_classes()

@@ -73,13 +73,13 @@ def build(model, data, train_config, targets, quantize, out, config_file, allow_
         from deploykit.progress import for_terminal
 
         file_settings = load_config_file(config_file) if config_file else {}
+        tables: dict[str, dict] = {}  # flags override their table in the file key by key (make_config merges)
         if no_latency:
-            file_settings["latency"] = {**file_settings.get("latency", {}), "enabled": False}
-        opt = {"prune": prune, "qat": qat, "cluster": cluster}
-        if any(v is not None for v in opt.values()):  # --prune/--qat/--cluster override the [optimize] table
-            file_settings["optimize"] = {**file_settings.get("optimize", {}), **{k: v for k, v in opt.items() if v is not None}}
-        tables: dict[str, dict] = {}
-        for dest, value in target_flags.items():  # --js-format etc. override the target's table key by key
+            tables["latency"] = {"enabled": False}
+        opt = {k: v for k, v in {"prune": prune, "qat": qat, "cluster": cluster}.items() if v is not None}
+        if opt:
+            tables["optimize"] = opt
+        for dest, value in target_flags.items():  # --js-format etc.: the target's table
             if value is not None:
                 name, key = dest.split("__", 1)
                 tables.setdefault(name, {})[key] = value

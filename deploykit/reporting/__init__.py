@@ -17,7 +17,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from deploykit import __version__
+from deploykit.version import __version__
 from deploykit import settings as loader
 from deploykit.errors import BadInputError, BudgetError
 
@@ -52,7 +52,7 @@ class Thresholds:
         th = loader.from_table(cls, values, "regression")
         for f in fields(th):
             v = getattr(th, f.name)
-            if v < 0:
+            if not v >= 0 or v == float("inf"):  # NaN compares false
                 raise BadInputError(f"regression.{f.name}: must be a non-negative number (got {v!r})")
         return th
 

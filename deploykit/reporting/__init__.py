@@ -212,7 +212,7 @@ def write_for_build(staging: Path, manifest: dict) -> None:
     """Called by the build just before the manifest is written: the report files go into the
     staging folder and into the manifest's file table, so `deploykit validate` checks them too."""
     from deploykit import manifest as manifest_mod
-    from deploykit.intake.sniff import file_sha256
+    from deploykit.digests import file_sha256
 
     written = write(staging, build_report(manifest_mod._finite(manifest)))
     table = dict(manifest["files"])

@@ -1,13 +1,48 @@
-"""Turn the raw timings a runtime harness reports into the latency figures in the manifest.
+"""Time calls into a runtime, and turn the raw timings a harness reports into the latency figures
+in the manifest.
 
 Every harness (Python, Node, browser, HTTP client) returns raw per-call milliseconds; the
-statistics are computed here once, the same way for every target.
+statistics are computed here once, the same way for every target. `timed_calls` is the one timing
+loop of the Python harnesses (in process, over REST, and the LiteRT harness, which runs in its own
+process and may import this module: it imports only numpy).
 """
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+import time
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
+
+
+def timed_calls(call: Callable[[int], object], warmup: int, iterations: int, max_seconds: float, *,
+                warmup_seconds: float | None = None) -> tuple[list[float], float]:
+    """(per-call milliseconds, first-call milliseconds) of `call(i)`, which runs the i-th call.
+
+    The first call, `call(0)`, is timed on its own (the first inference: it pays for lazy
+    initialisation). Then `call(i)` for i in range(warmup), untimed; with `warmup_seconds`, the
+    warm-up also stops once that many seconds are spent. Then `call(i)` for i in range(iterations),
+    each timed, stopping after the first call that ends more than `max_seconds` after the timed
+    calls started.
+    """
+    clock = time.perf_counter
+    t0 = clock()
+    call(0)
+    first_ms = (clock() - t0) * 1000
+    warm_deadline = None if warmup_seconds is None else clock() + warmup_seconds
+    for i in range(int(warmup)):
+        call(i)
+        if warm_deadline is not None and clock() > warm_deadline:
+            break
+    timings: list[float] = []
+    deadline = clock() + max_seconds
+    for i in range(int(iterations)):
+        t0 = clock()
+        call(i)
+        t1 = clock()
+        timings.append((t1 - t0) * 1000)
+        if t1 > deadline:
+            break
+    return timings, first_ms
 
 
 def summarize(timings_ms: Sequence[float], facts: Mapping) -> dict:

@@ -1,7 +1,8 @@
 """Runs a .tflite artifact inside the LiteRT interpreter (ai-edge-litert), in its own process.
 
 Imports only numpy and the runtime (never TensorFlow, unless the artifact needs the Flex
-delegate). Usage: python harness.py REQUEST.json; writes the JSON result to request["response"].
+delegate), and in latency mode deploykit's timing loop (`deploykit.validation.latency`, numpy only).
+Usage: python harness.py REQUEST.json; writes the JSON result to request["response"].
 
 Modes:
   parity   run every row of the inputs one sample at a time; write outputs (dequantized) to .npz
@@ -59,6 +60,24 @@ def _peak_rss_mb():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def _timed_calls():
+    """deploykit's one timing loop (`deploykit.validation.latency` imports only numpy). This runs
+    with deploykit's Python; from a source checkout that is not installed, the package is found
+    beside `targets/`."""
+    try:
+        from deploykit.validation.latency import timed_calls
+    except ImportError:
+        here = os.path.dirname(os.path.abspath(__file__))
+        root = os.path.dirname(os.path.dirname(here))  # targets/tflite -> the checkout
+        if not os.path.isfile(os.path.join(root, "deploykit", "validation", "latency.py")):
+            raise
+        sys.path.append(root)
+        if getattr(sys.modules.get("deploykit"), "__file__", None) is None:  # a namespace package: stale
+            sys.modules.pop("deploykit", None)
+        from deploykit.validation.latency import timed_calls
+    return timed_calls
+
+
 def _quantize(x, detail):
     scale, zero = detail["quantization"]
     dtype = detail["dtype"]
@@ -110,26 +129,15 @@ def parity(request, inputs):
 
 
 def latency(request, inputs):
+    timed_calls = _timed_calls()  # imported before the memory baseline: model_rss_mb is the model's
     rss_before = _peak_rss_mb()
     run = Runner(request)
     feed = run.feed({n: inputs[n][0:1] for n in run.in_details})
-    t0 = time.perf_counter()
-    run.runner(**feed)
-    first_ms = (time.perf_counter() - t0) * 1000
-    warm_deadline = time.perf_counter() + float(request["max_seconds"])
-    for _ in range(int(request["warmup"])):  # bounded by max_seconds too, for slow models
-        run.runner(**feed)
-        if time.perf_counter() > warm_deadline:
-            break
-    timings = []
-    deadline = time.perf_counter() + float(request["max_seconds"])
-    for _ in range(int(request["iterations"])):
-        t0 = time.perf_counter()
-        run.runner(**feed)
-        t1 = time.perf_counter()
-        timings.append((t1 - t0) * 1000)
-        if t1 > deadline:
-            break
+    max_seconds = float(request["max_seconds"])
+    timings, first_ms = timed_calls(
+        lambda _: run.runner(**feed), int(request["warmup"]), int(request["iterations"]), max_seconds,
+        warmup_seconds=max_seconds,  # the warm-up is bounded by max_seconds too, for slow models
+    )
     peak = _peak_rss_mb()
     return {
         "timings_ms": timings,

@@ -15,6 +15,8 @@ from typing import Mapping
 
 import numpy as np
 
+from deploykit.validation.latency import timed_calls
+
 CONCURRENCY = (1, 4, 16)
 CHUNK_ROWS = 64  # rows per parity request
 
@@ -89,19 +91,7 @@ def sequential(client: RestClient, inputs: Mapping[str, np.ndarray], warmup: int
                max_seconds: float) -> tuple[list[float], float]:
     """(per-request milliseconds, first request ms): one client, one row per request."""
     bodies = single_rows(inputs)
-    t0 = time.perf_counter()
-    client._post({"inputs": bodies[0]})
-    first_ms = (time.perf_counter() - t0) * 1000
-    for i in range(warmup):
-        client._post({"inputs": bodies[i % len(bodies)]})
-    timings, end = [], time.perf_counter() + max_seconds
-    for i in range(iterations):
-        t = time.perf_counter()
-        client._post({"inputs": bodies[i % len(bodies)]})
-        timings.append((time.perf_counter() - t) * 1000)
-        if time.perf_counter() > end:
-            break
-    return timings, first_ms
+    return timed_calls(lambda i: client._post({"inputs": bodies[i % len(bodies)]}), warmup, iterations, max_seconds)
 
 
 def concurrent(call, bodies: list, clients: int, seconds: float) -> dict:

@@ -339,6 +339,7 @@ def in_process(version_dir: Path, inputs: Mapping[str, np.ndarray], *, check_exa
 
 def in_process_latency(artifact: Artifact, inputs: Mapping[str, np.ndarray], lat) -> dict:
     from deploykit.tfenv import tensorflow
+    from deploykit.validation.latency import timed_calls
 
     tf = tensorflow()
     d = artifact.details
@@ -346,18 +347,7 @@ def in_process_latency(artifact: Artifact, inputs: Mapping[str, np.ndarray], lat
     fn = tf.saved_model.load(str(Path(artifact.path) / "models" / d["model_name"] / str(d["model_version"]))).signatures["serving_default"]
     load_ms = (time.perf_counter() - t0) * 1000
     rows = [{k: tf.constant(v[i : i + 1]) for k, v in inputs.items()} for i in range(min(64, len(next(iter(inputs.values())))))]
-    t0 = time.perf_counter()
-    fn(**rows[0])
-    first_ms = (time.perf_counter() - t0) * 1000
-    for i in range(lat.warmup):
-        fn(**rows[i % len(rows)])
-    timings, end = [], time.perf_counter() + lat.max_seconds
-    for i in range(lat.iterations):
-        t = time.perf_counter()
-        fn(**rows[i % len(rows)])
-        timings.append((time.perf_counter() - t) * 1000)
-        if time.perf_counter() > end:
-            break
+    timings, first_ms = timed_calls(lambda i: fn(**rows[i % len(rows)]), lat.warmup, lat.iterations, lat.max_seconds)
     import resource
 
     return {"ok": True, "timings_ms": timings, "warmup": lat.warmup, "load_ms": load_ms, "first_inference_ms": first_ms,

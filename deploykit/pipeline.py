@@ -275,7 +275,7 @@ def _manifest(cfg, model, data_facts, example, target_facts, records, staging: P
     from deploykit.intake.loader import OPTIMIZE_NOTE
 
     float_bytes = {r.target: r.bytes for r in records if r.variant == "float32"}
-    artifacts = [r.to_manifest(staging, manifest_mod.artifact_digest(r.artifact.path)[0], float_bytes.get(r.target))
+    artifacts = [r.to_manifest(staging, manifest_mod.artifact_digest(r.artifact.path)[0], float_bytes.get(r.target)).to_json()
                  for r in records]
     source = {**model.source.to_json(), "optimizable": model.optimizable,
               "policy_findings_allowed": list(model.findings)}

@@ -1,7 +1,10 @@
-"""The typed results that travel between stages: one `ArtifactRecord` per converted artifact goes
-from conversion to validation (which fills `parity`, `latency`, `failures`, `passed`) to a target's
-`after_validation` hook (which may mark it `rejected`) to the manifest (`to_manifest`), in the
-same JSON shape `deploykit/schema/manifest.schema.json` describes. No TensorFlow here.
+"""The typed results that travel between stages.
+
+In a build, one `ArtifactRecord` per converted artifact goes from conversion to validation (which
+fills `parity`, `latency`, `failures`, `passed`) to a target's `after_validation` hook (which may
+mark it `rejected`) to the manifest, as a `ManifestEntry`. Later jobs (`deploykit validate`,
+`report`, `publish`) read the manifest back into the same `ManifestEntry` type. The JSON shape is
+`deploykit/schema/manifest.schema.json`. No TensorFlow here.
 """
 from __future__ import annotations
 
@@ -23,6 +26,10 @@ class BackendParity:
     def to_json(self) -> dict:
         return {"outputs": self.outputs, "passed": self.passed, "failures": self.failures}
 
+    @classmethod
+    def from_json(cls, doc: dict) -> "BackendParity":
+        return cls(doc.get("outputs", {}), doc.get("failures", []), doc.get("passed", False))
+
 
 @dataclass
 class Parity:
@@ -41,6 +48,45 @@ class Parity:
         if self.backends:
             doc["backends"] = {name: b.to_json() for name, b in self.backends.items()}
         return doc
+
+    @classmethod
+    def from_json(cls, doc: dict) -> "Parity":
+        return cls(doc["samples"], doc.get("runtime"), doc.get("runtime_version"), doc.get("outputs", {}),
+                   {n: BackendParity.from_json(b) for n, b in (doc.get("backends") or {}).items()}, doc["passed"])
+
+
+@dataclass(frozen=True)
+class ManifestEntry:
+    """One artifact as the manifest records it."""
+
+    target: str
+    variant: str
+    path: str  # relative to the output folder, POSIX separators
+    sha256: str
+    bytes: int
+    size_ratio_to_float32: float | None
+    details: dict
+    budget: dict[str, float]
+    parity: Parity
+    latency: dict | None
+    failures: list[dict]
+    passed: bool
+
+    @property
+    def key(self) -> str:
+        return f"{self.target}/{self.variant}"
+
+    def to_json(self) -> dict[str, Any]:
+        return {"target": self.target, "variant": self.variant, "path": self.path, "sha256": self.sha256,
+                "bytes": self.bytes, "size_ratio_to_float32": self.size_ratio_to_float32, "details": self.details,
+                "budget": self.budget, "parity": self.parity.to_json(), "latency": self.latency,
+                "failures": self.failures, "passed": self.passed}
+
+    @classmethod
+    def from_json(cls, doc: dict) -> "ManifestEntry":
+        return cls(doc["target"], doc["variant"], doc["path"], doc["sha256"], doc["bytes"],
+                   doc.get("size_ratio_to_float32"), dict(doc.get("details") or {}), dict(doc.get("budget") or {}),
+                   Parity.from_json(doc["parity"]), doc.get("latency"), list(doc.get("failures") or []), doc["passed"])
 
 
 @dataclass
@@ -67,19 +113,13 @@ class ArtifactRecord:
     def key(self) -> str:
         return f"{self.artifact.target}/{self.artifact.variant}"
 
-    def to_manifest(self, root: Path, sha256: str, float32_bytes: int | None) -> dict[str, Any]:
+    def to_manifest(self, root: Path, sha256: str, float32_bytes: int | None) -> ManifestEntry:
         a = self.artifact
-        return {
-            "target": a.target,
-            "variant": a.variant,
-            "path": a.path.relative_to(root).as_posix(),
-            "sha256": sha256,
-            "bytes": self.bytes,
-            "size_ratio_to_float32": (self.bytes / float32_bytes) if float32_bytes else None,
-            "details": dict(a.details),
-            "budget": self.budget,
-            "parity": self.parity.to_json() if self.parity else None,
-            "latency": self.latency,
-            "failures": self.failures,
-            "passed": self.passed,
-        }
+        return ManifestEntry(a.target, a.variant, a.path.relative_to(root).as_posix(), sha256, self.bytes,
+                             (self.bytes / float32_bytes) if float32_bytes else None, dict(a.details), self.budget,
+                             self.parity, self.latency, self.failures, self.passed)
+
+
+def entries(manifest: dict) -> list[ManifestEntry]:
+    """A manifest's artifacts, typed."""
+    return [ManifestEntry.from_json(a) for a in manifest["artifacts"]]

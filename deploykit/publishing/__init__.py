@@ -19,6 +19,7 @@ from pathlib import Path
 
 from deploykit import manifest as manifest_mod
 from deploykit.errors import BadInputError, BudgetError
+from deploykit.records import entries
 from deploykit.publishing.folder import to_folder
 from deploykit.publishing.registry import parse_dest, to_registry
 
@@ -31,7 +32,7 @@ def publish(out: str | Path, dest: str, *, force: bool = False) -> dict:
     if problems:
         raise BadInputError(f"{root}: files changed since the build, refusing to publish: {problems[0]}"
                             + (f" (+{len(problems) - 1} more)" if len(problems) > 1 else ""), details={"problems": problems})
-    unproven = [f"{a['target']}/{a['variant']}" for a in doc["artifacts"] if not a["passed"]]
+    unproven = [a.key for a in entries(doc) if not a.passed]
     if unproven:
         raise BudgetError(f"{root}: refusing to publish: validation did not pass for {', '.join(unproven)}",
                           details={"unproven": unproven})

@@ -13,6 +13,8 @@ from pathlib import Path
 
 from deploykit.errors import BadInputError, MissingRuntimeError, PublishConflictError
 from deploykit.digests import file_sha256, tree_sha256
+from deploykit.records import ManifestEntry, entries
+from deploykit.targets import REGISTRY, target_class
 from deploykit.publishing.content import SUMS, check_sums, content_id, names as _names, sums_text
 
 ENV_USER, ENV_PASSWORD = "DEPLOYKIT_REGISTRY_USERNAME", "DEPLOYKIT_REGISTRY_PASSWORD"
@@ -103,7 +105,7 @@ def _tag_for(ref: OciRef, suffix: str) -> str:
     return tag[:128]
 
 
-def annotations(doc: dict, a: dict | None, ref: OciRef) -> dict[str, str]:
+def annotations(doc: dict, a: ManifestEntry | None, ref: OciRef) -> dict[str, str]:
     facts = {
         "org.opencontainers.image.version": ref.tag,
         "org.opencontainers.image.created": doc["created_at"],
@@ -118,20 +120,20 @@ def annotations(doc: dict, a: dict | None, ref: OciRef) -> dict[str, str]:
         facts["org.opencontainers.image.title"] = "deploykit build manifest"
         facts[f"{ANNOTATION}.artifacts"] = ",".join(_names(doc))
         return facts
-    lat = a.get("latency") or {}
+    lat = a.latency or {}
     facts.update({
-        "org.opencontainers.image.title": f"{a['target']}/{a['variant']}",
-        f"{ANNOTATION}.target": a["target"],
-        f"{ANNOTATION}.variant": a["variant"],
-        f"{ANNOTATION}.path": a["path"],
-        f"{ANNOTATION}.sha256": a["sha256"],
-        f"{ANNOTATION}.bytes": str(a["bytes"]),
-        f"{ANNOTATION}.size_ratio_to_float32": _s(a.get("size_ratio_to_float32")),
-        f"{ANNOTATION}.parity.passed": "true" if a["parity"]["passed"] else "false",
-        f"{ANNOTATION}.parity.runtime": f"{a['parity'].get('runtime')} {a['parity'].get('runtime_version')}",
+        "org.opencontainers.image.title": a.key,
+        f"{ANNOTATION}.target": a.target,
+        f"{ANNOTATION}.variant": a.variant,
+        f"{ANNOTATION}.path": a.path,
+        f"{ANNOTATION}.sha256": a.sha256,
+        f"{ANNOTATION}.bytes": str(a.bytes),
+        f"{ANNOTATION}.size_ratio_to_float32": _s(a.size_ratio_to_float32),
+        f"{ANNOTATION}.parity.passed": "true" if a.parity.passed else "false",
+        f"{ANNOTATION}.parity.runtime": f"{a.parity.runtime} {a.parity.runtime_version}",
         f"{ANNOTATION}.parity.outputs": ";".join(
             f"{name}:max_abs_rel={_s(m.get('max_abs_rel'))},cosine={_s(m.get('cosine'))}"
-            for name, m in a["parity"]["outputs"].items()),
+            for name, m in a.parity.outputs.items()),
         f"{ANNOTATION}.latency.p50_ms": _s(lat.get("p50_ms")),
         f"{ANNOTATION}.latency.p99_ms": _s(lat.get("p99_ms")),
     })
@@ -175,17 +177,15 @@ def to_registry(root: Path, doc: dict, ref: OciRef, *, force: bool) -> dict:
     index_ref = ref.at(ref.tag)
     existing = _remote_annotations(client, index_ref)
     conflicts = [index_ref] if existing is not None and existing.get(f"{ANNOTATION}.content") != cid else []
-    from deploykit.targets import REGISTRY, target_class
-
     destination = Destination(ref, client)
-    for a in doc["artifacts"] if not force else []:  # also tags left by an interrupted publish of other content
-        own = target_class(a["target"]).remote_conflicts(a, destination)  # a target that ships more than files
+    for a in entries(doc) if not force else []:  # also tags left by an interrupted publish of other content
+        own = target_class(a.target).remote_conflicts(a, destination)  # a target that ships more than files
         if own is not None:
             conflicts += own
             continue
-        reference = ref.at(_tag_for(ref, f"{a['target']}-{a['variant']}"))
+        reference = ref.at(_tag_for(ref, f"{a.target}-{a.variant}"))
         previous = _remote_annotations(client, reference)
-        if previous is not None and previous.get(f"{ANNOTATION}.sha256") != a["sha256"]:
+        if previous is not None and previous.get(f"{ANNOTATION}.sha256") != a.sha256:
             conflicts.append(reference)
     if conflicts and not force:
         raise PublishConflictError(f"{conflicts[0]}: this version is already published with different content; "
@@ -193,24 +193,24 @@ def to_registry(root: Path, doc: dict, ref: OciRef, *, force: bool) -> dict:
     pushed, notes = [], []
     try:
         with tempfile.TemporaryDirectory(prefix="deploykit-publish-") as tmp:
-            for a in doc["artifacts"]:
-                cls = target_class(a["target"])
+            for a in entries(doc):
+                cls = target_class(a.target)
                 own = cls.publish_artifact(a, destination, notes)  # a target that ships more than files
                 if own is not None:
                     pushed.append(own)
                     continue
-                reference = ref.at(_tag_for(ref, f"{a['target']}-{a['variant']}"))
-                path = root / a["path"]
+                reference = ref.at(_tag_for(ref, f"{a.target}-{a.variant}"))
+                path = root / a.path
                 media = "" if path.is_dir() else f":{cls.artifact_media_type}"
                 client.push(target=reference, files=[f"{path}{media}"], disable_path_validation=True,
                             manifest_annotations=annotations(doc, a, ref), quiet=True)
-                pulled = Path(tmp) / _tag_for(ref, f"{a['target']}-{a['variant']}")
+                pulled = Path(tmp) / _tag_for(ref, f"{a.target}-{a.variant}")
                 client.pull(target=reference, outdir=str(pulled))
                 got = pulled / path.name
                 digest = tree_sha256(got) if got.is_dir() else file_sha256(got) if got.is_file() else None
-                if digest != a["sha256"]:  # the service returned other bytes than were pushed
-                    raise MissingRuntimeError(f"{reference}: pulled back {digest or 'nothing'}, expected {a['sha256']}")
-                pushed.append({"artifact": f"{a['target']}/{a['variant']}", "reference": reference, "sha256": digest})
+                if digest != a.sha256:  # the service returned other bytes than were pushed
+                    raise MissingRuntimeError(f"{reference}: pulled back {digest or 'nothing'}, expected {a.sha256}")
+                pushed.append({"artifact": a.key, "reference": reference, "sha256": digest})
             # the version's own tag: manifest, checksums and report, pushed last (it marks completion)
             meta = Path(tmp) / "meta"
             meta.mkdir()
@@ -229,7 +229,7 @@ def to_registry(root: Path, doc: dict, ref: OciRef, *, force: bool) -> dict:
         raise _registry_error(index_ref, exc) from None
     except requests.RequestException as exc:
         raise _registry_error(index_ref, exc) from None
-    present = {a["target"] for a in doc["artifacts"]}
+    present = {a.target for a in entries(doc)}
     notes += [target_class(n).publish_note_when_absent for n in REGISTRY
               if n not in present and target_class(n).publish_note_when_absent]
     return {"destination": f"{ref.scheme}://{index_ref}", "status": "published", "content_id": cid,

@@ -11,50 +11,18 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict, dataclass, fields
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
-from typing import Any
 
 from deploykit.version import __version__
-from deploykit import settings as loader
 from deploykit.errors import BadInputError, BudgetError
+from deploykit.records import ManifestEntry, entries
+from deploykit.reporting.compare import Thresholds, compare
+from deploykit.reporting.render import render
 
 REPORT_SCHEMA_VERSION = 1
 FILES = ("report.json", "report.md", "report.html")
-MD_LIMIT = 64 * 1024 - 1024  # GitHub's step summary and comment limits, with room to spare
-
-
-@dataclass(frozen=True)
-class Thresholds:
-    """When a change against the baseline counts as a regression."""
-
-    size_increase: float = 0.05  # bytes may grow by 5%
-    latency_ratio: float = 1.25  # p50 and p99 may be 1.25x the baseline's ...
-    latency_noise_ms: float = 0.05  # ... and differences under this many ms are noise
-    parity_ratio: float = 2.0  # max_abs_rel / rmse may double ...
-    parity_noise: float = 1e-6  # ... and absolute changes under this are noise
-    agreement_drop: float = 0.005  # cosine / top1_agreement may drop by this much
-
-    @classmethod
-    def from_sources(cls, config: str | None = None, **flags: Any) -> "Thresholds":
-        """Defaults < `[regression]` table of a TOML file < flags (None = not given)."""
-        values: dict[str, Any] = {}
-        if config:
-            table = loader.read_toml(config).get("regression", {})
-            try:  # unknown keys and wrong types in the file, named with the file
-                loader.from_table(cls, table, "regression")
-            except BadInputError as exc:
-                raise BadInputError(f"{config}: {exc.message}") from None
-            values.update(table)
-        values.update({k: v for k, v in flags.items() if v is not None})
-        th = loader.from_table(cls, values, "regression")
-        for f in fields(th):
-            v = getattr(th, f.name)
-            if not v >= 0 or v == float("inf"):  # NaN compares false
-                raise BadInputError(f"regression.{f.name}: must be a non-negative number (got {v!r})")
-        return th
 
 
 @lru_cache(maxsize=None)
@@ -78,7 +46,7 @@ def build_report(manifest: dict, baseline: dict | None = None, thresholds: Thres
             "timings": manifest.get("timings", {}),
         },
         "environment": manifest["environment"],
-        "artifacts": [_artifact_row(a) for a in manifest["artifacts"]],
+        "artifacts": [_artifact_row(a) for a in entries(manifest)],
         "optimize": manifest.get("optimize"),
         "baseline": None,
     }
@@ -87,21 +55,21 @@ def build_report(manifest: dict, baseline: dict | None = None, thresholds: Thres
     return doc
 
 
-def _artifact_row(a: dict) -> dict:
-    lat, par = a.get("latency") or {}, a["parity"]
-    runtime = par.get("runtime") or lat.get("runtime")
-    version = par.get("runtime_version") or lat.get("runtime_version")
+def _artifact_row(a: ManifestEntry) -> dict:
+    lat, par = a.latency or {}, a.parity
+    runtime = par.runtime or lat.get("runtime")
+    version = par.runtime_version or lat.get("runtime_version")
     return {
-        "target": a["target"],
-        "variant": a["variant"],
+        "target": a.target,
+        "variant": a.variant,
         "runtime": f"{runtime} {version}" if runtime and version else runtime,
-        "path": a["path"],
-        "sha256": a["sha256"],
-        "bytes": a["bytes"],
-        "size_ratio_to_float32": a.get("size_ratio_to_float32"),
-        "passed": a["passed"],
-        "failures": [f["message"] for f in a["failures"]],
-        "parity": {"passed": par["passed"], "samples": par["samples"], "outputs": par["outputs"]},
+        "path": a.path,
+        "sha256": a.sha256,
+        "bytes": a.bytes,
+        "size_ratio_to_float32": a.size_ratio_to_float32,
+        "passed": a.passed,
+        "failures": [f["message"] for f in a.failures],
+        "parity": {"passed": par.passed, "samples": par.samples, "outputs": par.outputs},
         "latency": {k: lat.get(k) for k in ("p50_ms", "p90_ms", "p99_ms", "max_ms", "min_ms", "throughput_per_s",
                                              "load_ms", "first_inference_ms", "iterations", "histogram")}
         if lat else None,
@@ -109,89 +77,6 @@ def _artifact_row(a: dict) -> dict:
 
 
 # -- baseline comparison ---------------------------------------------------------------------------
-
-_LOWER_IS_BETTER = ("max_abs_rel", "rmse")
-_HIGHER_IS_BETTER = ("cosine", "top1_agreement")
-
-
-def compare(new: dict, old: dict, th: Thresholds) -> dict:
-    old_by = {(a["target"], a["variant"]): a for a in old["artifacts"]}
-    new_keys = {(a["target"], a["variant"]) for a in new["artifacts"]}
-    deltas, regressions = [], []
-    for a in new["artifacts"]:
-        key = (a["target"], a["variant"])
-        b = old_by.get(key)
-        if b is None:
-            deltas.append({"target": key[0], "variant": key[1], "status": "new"})
-            continue
-        d = {"target": key[0], "variant": key[1], "status": "compared",
-             "bytes_old": b["bytes"], "bytes_new": a["bytes"], "bytes_ratio": _ratio(a["bytes"], b["bytes"])}
-        if d["bytes_ratio"] is not None and d["bytes_ratio"] > 1 + th.size_increase:
-            regressions.append(_reg(key, "size", "bytes", b["bytes"], a["bytes"],
-                                    f"size grew {d['bytes_ratio']:.3f}x (limit {1 + th.size_increase:.3f}x)"))
-        lat_new, lat_old = a.get("latency") or {}, b.get("latency") or {}
-        for m in ("p50_ms", "p99_ms"):
-            n, o = lat_new.get(m), lat_old.get(m)
-            d[f"{m}_old"], d[f"{m}_new"], d[f"{m}_ratio"] = o, n, _ratio(n, o)
-            if n is not None and o is not None and n - o > th.latency_noise_ms and n > o * th.latency_ratio:
-                regressions.append(_reg(key, "latency", m, o, n,
-                                        f"{m} {o:.4f} -> {n:.4f} ms ({n / o:.2f}x, limit {th.latency_ratio:.2f}x)"))
-        d["parity"] = {}
-        for out_name, metrics in a["parity"]["outputs"].items():
-            before = b["parity"]["outputs"].get(out_name, {})
-            d["parity"][out_name] = {m: {"old": before.get(m), "new": metrics.get(m)}
-                                     for m in (*_LOWER_IS_BETTER, *_HIGHER_IS_BETTER) if m in metrics}
-            for m in _LOWER_IS_BETTER:
-                n, o = metrics.get(m), before.get(m)
-                if n is not None and o is not None and n - o > th.parity_noise and n > o * th.parity_ratio:
-                    regressions.append(_reg(key, "parity", m, o, n, f"{out_name}: {m} {o:.3g} -> {n:.3g}"
-                                            f" (limit {th.parity_ratio:g}x)", output=out_name))
-            for m in _HIGHER_IS_BETTER:
-                n, o = metrics.get(m), before.get(m)
-                if n is not None and o is not None and o - n > th.agreement_drop:
-                    regressions.append(_reg(key, "parity", m, o, n, f"{out_name}: {m} {o:.4f} -> {n:.4f}"
-                                            f" (drop limit {th.agreement_drop:g})", output=out_name))
-        if b["passed"] and not a["passed"]:
-            regressions.append(_reg(key, "verdict", "passed", True, False, "passed before, fails now"))
-        deltas.append(d)
-    for key in old_by:
-        if key not in new_keys:
-            deltas.append({"target": key[0], "variant": key[1], "status": "removed"})
-    return {"created_at": old["created_at"], "config_hash": old["config"]["hash"], "thresholds": asdict(th),
-            "deltas": deltas, "regressions": regressions, "passed": not regressions}
-
-
-def _ratio(new, old):
-    return (new / old) if new is not None and old else None
-
-
-def _reg(key, kind, metric, old, new, message, output=None) -> dict:
-    r = {"target": key[0], "variant": key[1], "kind": kind, "metric": metric, "old": old, "new": new,
-         "message": f"{key[0]}/{key[1]}: {message}"}
-    if output is not None:
-        r["output"] = output
-    return r
-
-
-# -- rendering ---------------------------------------------------------------------------------------
-
-def render(doc: dict) -> dict[str, str]:
-    """{file name: text} for report.json, report.md and report.html."""
-    import jinja2
-
-    from deploykit.reporting import plots
-
-    env = jinja2.Environment(loader=jinja2.PackageLoader("deploykit.reporting", "templates"), autoescape=jinja2.select_autoescape(["html"]),
-                             trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True, undefined=jinja2.StrictUndefined)
-    env.filters.update(num=_num, nbytes=_bytes, ratio=_ratio_text)
-    env.globals.update(generic_tables=generic_tables, parity_summary=_parity_summary)
-    md = env.get_template("report.md.j2").render(r=doc)
-    if len(md.encode()) > MD_LIMIT:  # many artifacts: keep the table head and say where the rest is
-        cut = md.encode()[:MD_LIMIT - 200].decode(errors="ignore").rsplit("\n", 1)[0]
-        md = cut + "\n\n*(truncated to fit 64 KB: the full report is report.html / report.json)*\n"
-    html = env.get_template("report.html.j2").render(r=doc, plots=plots.all_plots(doc))
-    return {"report.json": json.dumps(doc, indent=2) + "\n", "report.md": md, "report.html": html}
-
 
 def write(dest: Path, doc: dict, rendered: dict[str, str] | None = None) -> list[Path]:
     """Check the document against its schema, then write the three files into `dest`."""
@@ -290,72 +175,3 @@ def _read_manifest_file(p: Path) -> dict:
 
 # -- template helpers ----------------------------------------------------------------------------------
 
-def _num(v, digits: int = 3) -> str:
-    if v is None:
-        return "–"
-    if isinstance(v, bool):
-        return "yes" if v else "no"
-    if isinstance(v, int):
-        return f"{v:,}"
-    if isinstance(v, float):
-        return f"{v:.{digits}g}" if abs(v) < 1e-3 and v != 0 else f"{v:,.{digits}f}"
-    return str(v)
-
-
-def _bytes(v) -> str:
-    if v is None:
-        return "–"
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if v < 1024 or unit == "GiB":
-            return f"{v:,} B" if unit == "B" else f"{v:.1f} {unit}"
-        v /= 1024
-    return str(v)
-
-
-def _ratio_text(v) -> str:
-    return "–" if v is None else f"{v:.3f}x"
-
-
-def _parity_summary(row: dict) -> str:
-    parts = []
-    for name, m in row["parity"]["outputs"].items():
-        bits = [f"{k} {_num(m[k], d)}" for k, d in (("max_abs_rel", 4), ("cosine", 6), ("top1_agreement", 4))
-                if m.get(k) is not None]
-        parts.append(f"{name}: " + ", ".join(bits))
-    return "; ".join(parts) or "–"
-
-
-def generic_tables(value: Any) -> list[tuple[str, list[str], list[list[str]]]]:
-    """[(title, header, rows)] for any JSON value, for manifest sections whose shape the report does
-    not own (e.g. `optimize`): a list of objects is a table; an object gives a key/value table of
-    its plain fields plus one table per field holding a list (or an object) of objects."""
-    def cell(v):
-        if isinstance(v, (dict, list)):
-            return json.dumps(v, sort_keys=True)[:200]
-        return _num(v, 4)
-
-    def rows_of(items: list[dict]):
-        cols = list(dict.fromkeys(k for x in items for k in x))
-        return cols, [[cell(x.get(c)) for c in cols] for x in items]
-
-    def is_records(v):
-        return isinstance(v, list) and v and all(isinstance(x, dict) for x in v)
-
-    def is_keyed_records(v):
-        return isinstance(v, dict) and v and all(isinstance(x, dict) for x in v.values())
-
-    if is_records(value):
-        return [("", *rows_of(value))]
-    if is_keyed_records(value):
-        cols, rows = rows_of([{"name": k, **x} for k, x in value.items()])
-        return [("", cols, rows)]
-    if not isinstance(value, dict):
-        return [("", ["value"], [[cell(v)] for v in (value if isinstance(value, list) else [value])])]
-    tables = []
-    plain = [[str(k), cell(v)] for k, v in value.items() if not (is_records(v) or is_keyed_records(v))]
-    if plain:
-        tables.append(("", ["key", "value"], plain))
-    for k, v in value.items():
-        if is_records(v) or is_keyed_records(v):
-            tables.extend((k, head, rows) for _, head, rows in generic_tables(v))
-    return tables

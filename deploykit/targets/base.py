@@ -19,7 +19,7 @@ if TYPE_CHECKING:  # keep TensorFlow out of `deploykit targets`
     from deploykit.config import BuildConfig, LatencySettings
     from deploykit.intake.loader import LoadedModel
     from deploykit.progress import Reporter
-    from deploykit.records import ArtifactRecord
+    from deploykit.records import ArtifactRecord, ManifestEntry
 
 
 @dataclass(frozen=True)
@@ -123,14 +123,14 @@ class Target(ABC):
         return []
 
     @classmethod
-    def publish_artifact(cls, entry: Mapping, destination: Any, notes: list[str]) -> dict | None:
+    def publish_artifact(cls, entry: "ManifestEntry", destination: Any, notes: list[str]) -> dict | None:
         """`deploykit publish` to a registry, for a target whose artifact is more than its files
         (e.g. a Docker image): push it and return what was pushed. None: push the files as an OCI
         artifact (the default)."""
         return None
 
     @classmethod
-    def remote_conflicts(cls, entry: Mapping, destination: Any) -> list[str] | None:
+    def remote_conflicts(cls, entry: "ManifestEntry", destination: Any) -> list[str] | None:
         """With `publish_artifact`: references under the destination that hold other content.
         None: the default check of the OCI artifact's checksum annotation."""
         return None

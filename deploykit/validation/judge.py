@@ -16,7 +16,7 @@ import numpy as np
 
 from deploykit.config import LatencySettings
 from deploykit.contract import IOContract
-from deploykit.records import ArtifactRecord, BackendParity, Parity
+from deploykit.records import ArtifactRecord, BackendParity, Parity, entries
 from deploykit.runner import map_jobs
 from deploykit.targets import RunRequest, Target
 from deploykit.validation import latency as latency_stats
@@ -135,13 +135,12 @@ def revalidate(out: str | Path, *, latency: bool = False, settings: LatencySetti
         reference = {k: npz[k] for k in npz.files}
     targets: dict[str, Target] = {}
     records = []
-    for entry in doc["artifacts"]:
-        cls = target_class(entry["target"])
-        if entry["target"] not in targets:
-            targets[entry["target"]] = cls()
-            targets[entry["target"]].check_runtime()
-        artifact = Artifact(entry["target"], entry["variant"], root / entry["path"], entry["details"])
-        records.append(ArtifactRecord(artifact, root / doc["data"]["inputs"], entry["budget"], entry["bytes"]))
+    for entry in entries(doc):
+        if entry.target not in targets:
+            targets[entry.target] = target_class(entry.target)()
+            targets[entry.target].check_runtime()
+        artifact = Artifact(entry.target, entry.variant, root / entry.path, entry.details)
+        records.append(ArtifactRecord(artifact, root / doc["data"]["inputs"], entry.budget, entry.bytes))
     with tempfile.TemporaryDirectory(prefix="deploykit-validate-") as work:
         judge(records, targets, contract, reference, measure=latency, settings=settings or LatencySettings(),
               work=Path(work), jobs=jobs)

@@ -30,7 +30,7 @@ from typing import Mapping
 
 import numpy as np
 
-from deploykit import __version__
+from deploykit.version import __version__
 from deploykit.errors import DeployKitError, MissingRuntimeError
 from deploykit.targets.base import Artifact, RunRequest, Target
 from deploykit.targets.serving import container as ctr
@@ -238,8 +238,8 @@ class ServingTarget(Target):
     @classmethod
     def publish_artifact(cls, entry, destination, notes) -> dict | None:
         """Push the image as TAG-serving, then pull it back by digest and compare ids."""
-        key = f"{entry['target']}/{entry['variant']}"
-        image = (entry.get("details") or {}).get("image")  # {"tag", "id", ...}
+        key = entry.key
+        image = entry.details.get("image")  # {"tag", "id", ...}
         if isinstance(image, dict):
             image = image.get("id") or image.get("tag")
         if not image:
@@ -271,7 +271,7 @@ class ServingTarget(Target):
 
 
 def _image_id(entry) -> str | None:
-    image = (entry.get("details") or {}).get("image")
+    image = entry.details.get("image")
     return image.get("id") if isinstance(image, dict) else None
 
 

@@ -84,8 +84,8 @@ def build(name: str, args, work: Path) -> tuple[dict, float]:
 
 def default_breaches(entry: dict) -> list[str]:
     """Which of deploykit's default parity budgets this artifact's (worst-backend) metrics break."""
-    from deploykit.validation.parity import OUTPUT_METRICS  # metric -> True when the budget is a floor
     from deploykit.targets import target_class
+    from deploykit.validation.parity import OUTPUT_METRICS  # metric -> True when the budget is a floor
 
     found = []
     for output, metrics in entry["parity"]["outputs"].items():
@@ -98,9 +98,9 @@ def default_breaches(entry: dict) -> list[str]:
 
 def time_artifacts(manifest: dict, out: Path, args, work: Path) -> list[dict]:
     """One row per (artifact, backend): latency summary in that runtime, alone in its process."""
-    from deploykit.validation import latency as latency_stats
     from deploykit.config import LatencySettings
     from deploykit.targets import Artifact, RunRequest, target_class
+    from deploykit.validation import latency as latency_stats
     from deploykit.validation.judge import measure_latency
 
     settings = LatencySettings(warmup=args.warmup, iterations=args.iterations, max_seconds=args.max_seconds)

@@ -124,8 +124,8 @@ def rows_of(manifest: dict) -> list[dict]:
 
 def default_breaches(variant: str, metrics: dict) -> list[str]:
     """Which of deploykit's default parity budgets these metrics break (matters under overrides)."""
-    from deploykit.validation.parity import OUTPUT_METRICS  # metric -> True when the budget is a floor
     from deploykit.targets import target_class
+    from deploykit.validation.parity import OUTPUT_METRICS  # metric -> True when the budget is a floor
 
     found = []
     for metric, limit in target_class("tflite").default_budgets.get(variant, {}).items():

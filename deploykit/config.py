@@ -38,7 +38,6 @@ class BuildConfig:
     quantize: tuple[str, ...] | None = None  # None = every variant of each target
     out: str = DEFAULT_OUT
     allow_unsafe_deserialization: bool = False
-    allow_select_tf_ops: bool = False
     parity_samples: int = 500  # at most this many rows of the data are compared
     calibration_samples: int = 200  # at most this many rows calibrate full-integer variants
     seed: int = 0

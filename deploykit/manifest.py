@@ -13,8 +13,8 @@ from functools import lru_cache
 from importlib import metadata, resources
 from pathlib import Path
 
-from deploykit.errors import BadInputError
 from deploykit.digests import file_sha256, tree_sha256
+from deploykit.errors import BadInputError
 
 SCHEMA_VERSION = 1
 PACKAGES = ("tensorflow", "tf-keras", "keras", "ai-edge-litert", "numpy", "tensorflow-model-optimization", "tensorflowjs")

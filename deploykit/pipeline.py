@@ -9,16 +9,13 @@ from __future__ import annotations
 import shutil
 import time
 from pathlib import Path
-from typing import Any
-
-from typing import Mapping
+from typing import Any, Mapping
 
 from deploykit import manifest as manifest_mod
-from deploykit.version import __version__
 from deploykit.config import BuildConfig, load_config_file, make_config
+from deploykit.digests import file_sha256
 from deploykit.errors import BadInputError, BudgetError
 from deploykit.intake import data as data_mod
-from deploykit.digests import file_sha256
 from deploykit.intake.sniff import sniff
 from deploykit.output import OutputFolder
 from deploykit.progress import Reporter, silent
@@ -26,6 +23,7 @@ from deploykit.records import ArtifactRecord
 from deploykit.runner import map_jobs
 from deploykit.targets import Target, resolve, target_class
 from deploykit.validation import judge, parity
+from deploykit.version import __version__
 
 RANDOM_DATA_WARNING = (
     "no --data given: parity inputs are generated from the model signature (random values); "
@@ -232,10 +230,11 @@ def _model_and_data(cfg: BuildConfig, source, rep: Reporter, work: Path):
 
 def _train(cfg: BuildConfig, rep: Reporter, work: Path):
     """Run the fit stage in this process; the trained model's validation rows are the parity data."""
-    from deploykit.intake import example as example_mod, loader
     from deploykit.fit.config import load_train_config
     from deploykit.fit.data import validation_inputs
     from deploykit.fit.trainer import train_model
+    from deploykit.intake import example as example_mod
+    from deploykit.intake import loader
     from deploykit.intake.sniff import ModelSource
 
     if cfg.train_config:

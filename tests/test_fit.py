@@ -114,8 +114,8 @@ def test_emitted_tfjob_validates_against_the_crd_schema(tmp_path, strategy, repl
 def test_mirrored_in_process_trains_and_exports_the_training_signature(tmp_path, tf, keras):
     import numpy as np
 
-    from deploykit.intake.example import digits
     from deploykit.fit import train
+    from deploykit.intake.example import digits
 
     m = train(None, out=tmp_path / "run", epochs=3)
     assert m["strategy"] == "mirrored" and m["replicas"] >= 1 and m["epochs_completed"] == 3
@@ -143,8 +143,8 @@ def test_mirrored_in_process_trains_and_exports_the_training_signature(tmp_path,
 def test_npz_dataset_with_single_process_strategies(tmp_path, strategy):
     import numpy as np
 
-    from deploykit.intake.example import digits
     from deploykit.fit import train
+    from deploykit.intake.example import digits
 
     x, y, _, _ = digits(1)
     np.savez(tmp_path / "digits.npz", x=x, y=y)
@@ -294,8 +294,8 @@ def test_build_with_train_config_trains_then_builds(tmp_path):
 
 
 def test_build_refuses_model_and_train_config_together(tmp_path):
-    from deploykit.errors import BadInputError as Bad
     import deploykit
+    from deploykit.errors import BadInputError as Bad
 
     with pytest.raises(Bad, match="--model and --train-config"):
         deploykit.build(model="x.keras", train_config="t.toml", out=str(tmp_path / "o"))
@@ -315,7 +315,6 @@ def test_build_with_a_multi_process_strategy_points_to_deploykit_train(tmp_path)
 
 def _digits_tfrecords(folder: Path, files: int = 2) -> str:
     """The digits as serialized tf.Examples in `files` TFRecord files; returns their glob."""
-    import numpy as np
 
     from deploykit.intake.example import digits
     from deploykit.tfenv import tensorflow

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 import deploykit
-from deploykit.errors import BadInputError, DeployKitError, SecurityError
 from deploykit.digests import file_sha256
+from deploykit.errors import BadInputError, DeployKitError, SecurityError
 
 from . import models
 from .conftest import NO_LATENCY

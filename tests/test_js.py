@@ -16,15 +16,15 @@ import numpy as np
 import pytest
 
 import deploykit
-from deploykit.validation import parity
 from deploykit.config import LatencySettings
 from deploykit.contract import IOContract
+from deploykit.digests import file_sha256
 from deploykit.errors import SecurityError, UnsupportedOpsError
 from deploykit.runner import run_child
-from deploykit.digests import file_sha256
 from deploykit.targets import Artifact, RunRequest, harness_path
 from deploykit.targets.js.node import bundle_problems, ensure_modules, node_binary, write_tensors
 from deploykit.targets.js.target import JSTarget
+from deploykit.validation import parity
 
 from .conftest import NO_LATENCY, run_cli
 

@@ -7,8 +7,8 @@ import os
 
 import pytest
 
-from deploykit.targets.js.target import QUANTIZATION
 from deploykit.targets.js.quantize import can_requantize, requantize
+from deploykit.targets.js.target import QUANTIZATION
 
 pytestmark = pytest.mark.slow
 SHARD = 16 * 1024  # small shards: even the uint8 weights (30 KB) span several files

@@ -53,10 +53,10 @@ def digits_npz(tmp_path_factory):
 
 def _apply(builder, optimize: dict, data: str, tmp_path):
     """Run the stage directly on a tf_keras model: (Optimized, the model as loaded)."""
-    from deploykit.intake import loader
     from deploykit import optimize as opt
-    from deploykit.progress import silent
+    from deploykit.intake import loader
     from deploykit.intake.sniff import ModelSource
+    from deploykit.progress import silent
 
     model = loader._from_keras(ModelSource("callable", "tests:model", keras="tf_keras"), builder(),
                                tf_keras_model=True, findings=[])

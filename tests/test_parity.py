@@ -2,9 +2,9 @@
 import numpy as np
 import pytest
 
-from deploykit.validation import parity
 from deploykit.contract import IOContract, TensorInfo
 from deploykit.errors import BadInputError
+from deploykit.validation import parity
 
 CONTRACT = IOContract(
     inputs=(TensorInfo("x", "float32", (None, 4)),),

@@ -25,8 +25,8 @@ from deploykit.targets.serving import container as ctr
 from deploykit.targets.serving import repo as serving_repo
 from deploykit.targets.serving.target import EXAMPLES_SIGNATURE, serialize_examples
 
-from .conftest import FAST, NO_LATENCY, ROOT, run_cli
 from . import models
+from .conftest import FAST, NO_LATENCY, ROOT, run_cli
 
 pytestmark = [pytest.mark.slow, pytest.mark.docker]
 REGISTRY = "127.0.0.1:5000"

@@ -9,14 +9,13 @@ import json
 import shutil
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 import deploykit
 from deploykit import manifest as manifest_mod
 from deploykit.errors import BadInputError, BudgetError
-from deploykit.validation.parity import BUDGET_METRICS
 from deploykit.targets import REGISTRY, target_class
+from deploykit.validation.parity import BUDGET_METRICS
 
 from .conftest import FAST
 

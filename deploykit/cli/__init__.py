@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import click
 
-from deploykit.version import __version__
 from deploykit.cli.build import build
 from deploykit.cli.exits import CONTEXT, EXIT_HELP
 from deploykit.cli.publish import publish
@@ -15,6 +14,7 @@ from deploykit.cli.report import report
 from deploykit.cli.targets import targets
 from deploykit.cli.train import train
 from deploykit.cli.validate import validate
+from deploykit.version import __version__
 
 
 @click.group(epilog=EXIT_HELP, context_settings=CONTEXT)

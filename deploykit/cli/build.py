@@ -52,8 +52,6 @@ def _with_target_options(fn):
 @click.option("--config", "config_file", metavar="FILE.toml", help="Settings file (budgets, latency, ...); flags override it.")
 @click.option("--allow-unsafe-deserialization", is_flag=True, default=None,
               help="Load models that carry code (e.g. Lambda layers). Only for files you trust.")
-@click.option("--allow-select-tf-ops", is_flag=True, default=None,
-              help="Allow TensorFlow ops outside the TFLite builtins (the artifact then needs the Flex delegate).")
 @click.option("--no-latency", is_flag=True, help="Skip latency benchmarks (parity still runs).")
 @click.option("--jobs", type=int, metavar="N", help="Conversions and parity runs side by side (default: 2).")
 @click.option("--prune", type=float, metavar="SPARSITY", help="Prune to this sparsity (e.g. 0.8) with fine-tuning; see [optimize].")
@@ -64,7 +62,7 @@ def _with_target_options(fn):
 @click.option("--quiet", is_flag=True, help="No progress lines on stderr (warnings and errors still print).")
 @click.option("--debug", is_flag=True, help="Print tracebacks for internal errors and TensorFlow's native logs.")
 def build(model, data, train_config, targets, quantize, out, config_file, allow_unsafe_deserialization,
-          allow_select_tf_ops, no_latency, jobs, prune, qat, cluster, as_json, quiet, debug, **target_flags):
+          no_latency, jobs, prune, qat, cluster, as_json, quiet, debug, **target_flags):
     """Build artifacts for the target(s), validate each in its runtime, write OUT/manifest.json."""
 
     def go():
@@ -85,7 +83,7 @@ def build(model, data, train_config, targets, quantize, out, config_file, allow_
                 tables.setdefault(name, {})[key] = value
         cfg = make_config(
             file_settings, model=model, data=data, train_config=train_config, targets=_csv(targets), quantize=_csv(quantize),
-            out=out, allow_unsafe_deserialization=allow_unsafe_deserialization, allow_select_tf_ops=allow_select_tf_ops,
+            out=out, allow_unsafe_deserialization=allow_unsafe_deserialization,
             jobs=jobs, **tables,
         )
         return run_build(cfg, for_terminal(quiet))

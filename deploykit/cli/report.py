@@ -5,7 +5,9 @@ import os
 
 import click
 
-from deploykit.cli.exits import CONTEXT, EXIT_HELP, emit as _emit, run as _run
+from deploykit.cli.exits import CONTEXT, EXIT_HELP
+from deploykit.cli.exits import emit as _emit
+from deploykit.cli.exits import run as _run
 
 
 @click.command(epilog=EXIT_HELP, context_settings=CONTEXT)

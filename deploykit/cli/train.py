@@ -8,7 +8,8 @@ import json
 
 import click
 
-from deploykit.cli.exits import CONTEXT, EXIT_HELP, run as _run
+from deploykit.cli.exits import CONTEXT, EXIT_HELP
+from deploykit.cli.exits import run as _run
 
 
 @click.command("train", epilog=EXIT_HELP, context_settings=CONTEXT)
@@ -29,8 +30,8 @@ from deploykit.cli.exits import CONTEXT, EXIT_HELP, run as _run
 def train(config_file, out, local_workers, max_restarts, strategy, epochs, emit_k8s, as_json, quiet, debug):
     """Train a model under a tf.distribute strategy; export model.keras, a SavedModel and metrics.json."""
     def go():
-        from deploykit.progress import Reporter
         from deploykit.fit.api import train as run_train
+        from deploykit.progress import Reporter
 
         return run_train(config_file, out, local_workers=local_workers, max_restarts=max_restarts, emit_k8s=emit_k8s,
                          reporter=Reporter(quiet=quiet), strategy=strategy, epochs=epochs)

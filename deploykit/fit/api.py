@@ -5,8 +5,8 @@ from pathlib import Path
 from typing import Any
 
 from deploykit.errors import BadInputError
-from deploykit.progress import Reporter
 from deploykit.fit.config import TrainConfig, load_train_config
+from deploykit.progress import Reporter
 
 DEFAULT_RUN_DIR = "deploykit-run"
 

@@ -12,10 +12,10 @@ from pathlib import Path
 import numpy as np
 
 from deploykit.errors import BadInputError
-from deploykit.intake import builder
-from deploykit.tfenv import tensorflow
 from deploykit.fit.config import TrainConfig, is_tfrecord
 from deploykit.fit.strategy import shard_options
+from deploykit.intake import builder
+from deploykit.tfenv import tensorflow
 
 
 def _arrays(cfg: TrainConfig):

@@ -20,9 +20,8 @@ import time
 from pathlib import Path
 
 from deploykit.errors import BadInputError, DeployKitError
-from deploykit.progress import Reporter
 from deploykit.fit.config import TrainConfig
-
+from deploykit.progress import Reporter
 
 # TensorFlow's native start-up chatter: kept in RUN_DIR/logs/, not echoed to the console.
 _NOISE = re.compile(r"computation placer|cuInit|Unable to register cu|absl::InitializeLog|cuda_|grpc_server_lib|"

@@ -13,12 +13,12 @@ import time
 from pathlib import Path
 
 from deploykit.errors import BadInputError
-from deploykit.intake import builder
-from deploykit.progress import Reporter
-from deploykit.tfenv import tf_keras
 from deploykit.fit.config import TrainConfig
 from deploykit.fit.data import check_spec, make_datasets
 from deploykit.fit.strategy import Role, make_strategy, replicas, role_from_env, run_server
+from deploykit.intake import builder
+from deploykit.progress import Reporter
+from deploykit.tfenv import tf_keras
 
 EXAMPLE_BUILDER = "deploykit.intake.example:build_model"  # the model when the config names none
 _OPTIMIZERS = {"adam": "Adam", "sgd": "SGD", "rmsprop": "RMSprop", "adagrad": "Adagrad", "adamw": "AdamW", "nadam": "Nadam"}

@@ -18,8 +18,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=0, help="TensorFlow intra-op threads (0 = TF's default)")
     args = parser.parse_args(argv)
     from deploykit.errors import DeployKitError
-    from deploykit.progress import Reporter
     from deploykit.fit.config import make_train_config
+    from deploykit.progress import Reporter
 
     try:
         with open(args.config_json, encoding="utf-8") as f:

@@ -12,9 +12,9 @@ from typing import Any, Callable
 
 import numpy as np
 
-from deploykit.intake import builder, export, policy
 from deploykit.contract import IOContract, TensorInfo
 from deploykit.errors import BadInputError, DeployKitError
+from deploykit.intake import builder, export, policy
 from deploykit.intake.sniff import ModelSource
 from deploykit.tfenv import keras3, tensorflow, tf_keras
 

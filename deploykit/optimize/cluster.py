@@ -7,9 +7,9 @@ Layers the clustering registry supports and that have weights are clustered, exc
 from __future__ import annotations
 
 from deploykit.errors import BadInputError
-from deploykit.tfenv import tf_keras
 from deploykit.optimize import finetune
 from deploykit.optimize.config import OptimizeSettings
+from deploykit.tfenv import tf_keras
 
 
 def clusterable(layer, skip) -> bool:

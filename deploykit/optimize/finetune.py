@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 
 from deploykit.errors import BadInputError
-from deploykit.tfenv import tf_keras
 from deploykit.optimize.config import OptimizeSettings
+from deploykit.tfenv import tf_keras
 
 
 @dataclass

@@ -16,9 +16,9 @@ pruned and nothing complains. Here the fine-tuning length is known before traini
 from __future__ import annotations
 
 from deploykit.errors import BadInputError
-from deploykit.tfenv import tf_keras
 from deploykit.optimize import finetune
 from deploykit.optimize.config import OptimizeSettings
+from deploykit.tfenv import tf_keras
 
 RECOVERY_FRACTION = 0.3  # share of the fine-tuning steps left after the last pruning turn (derived end_step)
 TURNS = 10  # pruning turns between begin_step and end_step (derived frequency)

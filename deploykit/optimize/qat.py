@@ -19,9 +19,9 @@ from __future__ import annotations
 import re
 
 from deploykit.errors import BadInputError
-from deploykit.tfenv import tensorflow, tf_keras
 from deploykit.optimize import finetune
 from deploykit.optimize.config import OptimizeSettings
+from deploykit.tfenv import tensorflow, tf_keras
 
 
 def scheme_for(pruned: bool, clustered: bool, preserve_sparsity: bool):
@@ -79,7 +79,6 @@ def quantize(keras_model, scheme, settings: OptimizeSettings):
 
 def apply(keras_model, data: finetune.Labelled, settings: OptimizeSettings, loss, *, pruned: bool, clustered: bool):
     """Quantization-aware fine-tuning; return (QAT model, facts for the manifest)."""
-    import tensorflow_model_optimization as tfmot
 
     default = tensorflow().distribute.get_strategy()  # QAT is unsupported under tf.distribute
     scheme, scheme_name = scheme_for(pruned, clustered, settings.preserve_sparsity)

@@ -19,9 +19,9 @@ from pathlib import Path
 
 from deploykit import manifest as manifest_mod
 from deploykit.errors import BadInputError, BudgetError
-from deploykit.records import entries
 from deploykit.publishing.folder import to_folder
 from deploykit.publishing.registry import parse_dest, to_registry
+from deploykit.records import entries
 
 
 def publish(out: str | Path, dest: str, *, force: bool = False) -> dict:

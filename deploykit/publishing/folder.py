@@ -8,7 +8,8 @@ from pathlib import Path
 
 from deploykit import manifest as manifest_mod
 from deploykit.errors import BadInputError, PublishConflictError
-from deploykit.publishing.content import SUMS, check_sums, content_id, names as _names, sums_text
+from deploykit.publishing.content import SUMS, check_sums, content_id, sums_text
+from deploykit.publishing.content import names as _names
 
 
 def to_folder(root: Path, doc: dict, dest: Path, *, force: bool) -> dict:

@@ -11,11 +11,12 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from deploykit.errors import BadInputError, MissingRuntimeError, PublishConflictError
 from deploykit.digests import file_sha256, tree_sha256
+from deploykit.errors import BadInputError, MissingRuntimeError, PublishConflictError
+from deploykit.publishing.content import SUMS, check_sums, content_id, sums_text
+from deploykit.publishing.content import names as _names
 from deploykit.records import ManifestEntry, entries
 from deploykit.targets import REGISTRY, target_class
-from deploykit.publishing.content import SUMS, check_sums, content_id, names as _names, sums_text
 
 ENV_USER, ENV_PASSWORD = "DEPLOYKIT_REGISTRY_USERNAME", "DEPLOYKIT_REGISTRY_PASSWORD"
 ANNOTATION = "io.deploykit"

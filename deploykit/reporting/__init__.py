@@ -15,11 +15,11 @@ from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 
-from deploykit.version import __version__
 from deploykit.errors import BadInputError, BudgetError
 from deploykit.records import ManifestEntry, entries
 from deploykit.reporting.compare import Thresholds, compare
 from deploykit.reporting.render import render
+from deploykit.version import __version__
 
 REPORT_SCHEMA_VERSION = 1
 FILES = ("report.json", "report.md", "report.html")

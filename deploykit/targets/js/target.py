@@ -37,8 +37,18 @@ from deploykit.errors import BadInputError, SecurityError, UnsupportedOpsError
 from deploykit.runner import run_child
 from deploykit.targets import harness_path
 from deploykit.targets.base import Artifact, RunRequest, Target
-from deploykit.targets.js import quantize as js_quantize, rewrite as js_rewrite, select, settings as js_settings
-from deploykit.targets.js.node import bundle_problems, chromium_binary, ensure_modules, node_binary, read_tensors, write_tensors
+from deploykit.targets.js import quantize as js_quantize
+from deploykit.targets.js import rewrite as js_rewrite
+from deploykit.targets.js import select
+from deploykit.targets.js import settings as js_settings
+from deploykit.targets.js.node import (
+    bundle_problems,
+    chromium_binary,
+    ensure_modules,
+    node_binary,
+    read_tensors,
+    write_tensors,
+)
 
 QUANTIZATION = {"float32": None, "float16": {"float16": "*"}, "uint16": {"uint16": "*"}, "uint8": {"uint8": "*"}}
 BACKENDS = js_settings.BACKENDS

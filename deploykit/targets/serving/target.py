@@ -30,12 +30,12 @@ from typing import Mapping
 
 import numpy as np
 
-from deploykit.version import __version__
 from deploykit.errors import DeployKitError, MissingRuntimeError
 from deploykit.targets.base import Artifact, RunRequest, Target
 from deploykit.targets.serving import container as ctr
 from deploykit.targets.serving import repo as repo
 from deploykit.targets.serving import settings as serving_settings
+from deploykit.version import __version__
 
 VERSION = 1
 EXAMPLES_SIGNATURE = "tf_example"

@@ -1,2 +1,3 @@
-"""The TFLite target: `target.py` converts with the TFLite converter and runs artifacts in the
-LiteRT interpreter through the harness in `targets/tflite/harness.py` (a child process)."""
+"""The TFLite target: `target.py` (prepare, convert, run: the TFLite converter, then the LiteRT
+interpreter through the harness in `targets/tflite/harness.py`, a child process), `settings.py`
+(`[tflite]`, `--allow-select-tf-ops`) and `preflight.py` (Flex ops of a flatbuffer, calibration data)."""

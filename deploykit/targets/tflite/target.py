@@ -13,13 +13,13 @@ import time
 from pathlib import Path
 from typing import Mapping
 
-import numpy as np
-
 from deploykit.errors import MissingRuntimeError, UnsupportedOpsError
 from deploykit.runner import run_child
-from deploykit.tfenv import tensorflow
 from deploykit.targets import harness_path
 from deploykit.targets.base import Artifact, RunRequest, Target
+from deploykit.targets.tflite import settings as tflite_settings
+from deploykit.targets.tflite.preflight import flex_ops, representative, rows
+from deploykit.tfenv import tensorflow
 
 # TFLiteConverter.from_saved_model/from_concrete_functions pass the source's type to the new
 # converter through a class attribute (read once, then reset): two constructed at once in threads
@@ -38,6 +38,9 @@ class TFLiteTarget(Target):
     default = True  # `deploykit build` with no --target builds TFLite
     variants = ("float32", "float16", "dynamic", "int8", "int16x8")
     artifact_media_type = "application/vnd.deploykit.tflite.v1"  # one OCI layer per .tflite file
+    settings_class = tflite_settings.TFLiteSettings
+    top_level_settings = ("allow_select_tf_ops",)  # build(allow_select_tf_ops=True), as before [tflite]
+    options = tflite_settings.OPTIONS
     default_budgets = {
         "float32": {"max_abs_rel": 1e-5},
         "float16": {"max_abs_rel": 1e-2, "cosine": 0.9999, "top1_agreement": 0.99},
@@ -66,7 +69,6 @@ class TFLiteTarget(Target):
     # ---- preflight -------------------------------------------------------------------------
     def prepare(self, model, saved_model, data, config, work) -> dict:
         self._model, self._saved_model = model, saved_model
-        self._allow_select = config.allow_select_tf_ops
         started = time.perf_counter()
         flatbuffer = self._converter("saved_model", select=True).convert()
         self._probe_seconds = time.perf_counter() - started
@@ -81,7 +83,7 @@ class TFLiteTarget(Target):
                 fixed = None
             if fixed is not None and not flex_ops(fixed):
                 path, flex, flatbuffer = "fixed_shape", [], fixed
-        if flex and not config.allow_select_tf_ops:
+        if flex and not self.settings.allow_select_tf_ops:
             names = ", ".join(op.removeprefix("Flex") for op in flex)
             raise UnsupportedOpsError(
                 f"{model.source.location}: needs TensorFlow ops outside the TFLite builtins: {names} "
@@ -120,7 +122,7 @@ class TFLiteTarget(Target):
             conv.optimizations = [tf.lite.Optimize.DEFAULT]
         elif variant in FULL_INTEGER:
             conv.optimizations = [tf.lite.Optimize.DEFAULT]
-            conv.representative_dataset = _representative(calibration, self._model.contract.input_names,
+            conv.representative_dataset = representative(calibration, self._model.contract.input_names,
                                                           by_name=self.plan["conversion_path"] == "saved_model")
             if variant == "int8":
                 conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8] + extra
@@ -146,7 +148,7 @@ class TFLiteTarget(Target):
             **self.plan,
             "io_dtype": io_dtype,
             "convert_seconds": round(seconds, 3),
-            "calibration_rows": _rows(calibration) if variant in FULL_INTEGER else 0,
+            "calibration_rows": rows(calibration) if variant in FULL_INTEGER else 0,
         }
         return Artifact(self.name, variant, path, details)
 
@@ -170,29 +172,3 @@ class TFLiteTarget(Target):
         if result.get("ok") and request.mode == "parity":
             result["backends"] = [BACKEND]
         return result
-
-
-def _rows(data: Mapping) -> int:
-    return len(next(iter(data.values())))
-
-
-def _representative(data: Mapping, names: list[str], by_name: bool):
-    def gen():
-        for i in range(_rows(data)):
-            sample = [np.asarray(data[n][i : i + 1]) for n in names]
-            yield dict(zip(names, sample)) if by_name else sample
-
-    return gen
-
-
-def flex_ops(flatbuffer: bytes) -> list[str]:
-    """Names of the Flex (select TensorFlow) ops a TFLite flatbuffer needs."""
-    from ai_edge_litert import schema_py_generated as schema
-
-    model = schema.Model.GetRootAsModel(flatbuffer, 0)
-    found = set()
-    for i in range(model.OperatorCodesLength()):
-        custom = model.OperatorCodes(i).CustomCode()
-        if custom and custom.decode().startswith("Flex"):
-            found.add(custom.decode())
-    return sorted(found)

@@ -1,19 +1,22 @@
 """TF Serving target: a model repository and a Docker image, validated in process and through the container.
 
-Artifact: the folder `serving/` (see `serving_repo` for its layout: models/NAME/VERSION/ SavedModel
+Artifact: the folder `serving/` (see `repo.py` for its layout: models/NAME/VERSION/ SavedModel
 with a warm-up file, models.config, batching parameters, Dockerfile). The SavedModel has
 `serving_default` over tensors named after the model's inputs and, when every input has a fixed
 numeric shape, `tf_example`: one string tensor `examples` of serialized tf.Example protos parsed with
 a feature spec derived from the model's inputs (the Estimator / TF Ranking export shape).
 
-Validation (one artifact, judged by its worst check against the reference outputs):
-  1. in process: load the SavedModel from the repository, call `serving_default` on the parity data
-     (and check `tf_example` agrees with it);
-  2. in the container (unless `--no-container`): build the image through the Docker Engine API,
-     run it hardened (non-root, read-only root filesystem, no capabilities, no-new-privileges),
-     wait for AVAILABLE, then REST `:predict` in the row and the columnar format; latency p50/p90/p99
-     and throughput at 1, 4 and 16 clients. The container is always stopped and removed.
-`--push REGISTRY/REPO:TAG` pushes the image after every check passed (`publish`).
+Validation (every check is a backend of the runtime, each judged against the reference outputs):
+  1. in process (`in-process`): load the SavedModel from the repository, call `serving_default` on
+     the parity data (and check `tf_example` agrees with it);
+  2. in the container (unless `--no-container`): the image built through the Docker Engine API,
+     run hardened (non-root, read-only root filesystem, no capabilities, no-new-privileges),
+     awaited until AVAILABLE, then REST `:predict` in the row (`rest-row`) and the columnar
+     (`rest-columnar`) format.
+Latency (the latency phase, one artifact at a time): a container of its own, p50/p90/p99 over REST
+and throughput at 1, 4 and 16 clients; in process with `--no-container`. Containers are always
+stopped and removed. `--push REGISTRY/REPO:TAG` pushes the image after every check passed
+(`after_validation`); `deploykit publish` pushes it through `publish_artifact`.
 
 The base image is `--base-image`, else DEPLOYKIT_SERVING_BASE_IMAGE, else tensorflow/serving:2.19.0.
 The tf.Example feature spec is derived from the model's inputs (FixedLenFeature per input); a
@@ -60,7 +63,6 @@ class ServingTarget(Target):
         self.plan: dict = {}
         self._client = None
         self._contract = None
-        self._latency = None
         base = self.settings.base_image or os.environ.get("DEPLOYKIT_SERVING_BASE_IMAGE") or ctr.DEFAULT_BASE_IMAGE
         self._base_image = ctr.check_image_ref(base, "--base-image")
 
@@ -78,7 +80,7 @@ class ServingTarget(Target):
         from deploykit.tfenv import tensorflow
 
         tf = tensorflow()
-        self._latency, self._contract = config.latency, model.contract
+        self._contract = model.contract
         self._model_name = repo.model_name(model.source.location)
         self._source = model.source.location
         self._warmup = repo.warmup_requests(self._model_name, data)
@@ -100,7 +102,7 @@ class ServingTarget(Target):
 
     # ---- conversion: repository, Dockerfile, image ---------------------------------------------
     def convert(self, variant: str, dest: Path, calibration: Mapping, config) -> Artifact:
-        from deploykit.intake.sniff import tree_sha256
+        from deploykit.digests import tree_sha256
 
         started = time.perf_counter()
         root = dest  # staging/serving

@@ -7,17 +7,18 @@ weights only (`quantization_dtype_map`); activations stay float32 in every runti
 Backends are part of the artifact's runtime: each variant is one artifact (one bundle folder),
 and validating it runs the bundle on every backend in `details["backends"]`: by default cpu and
 wasm in Node, and wasm in headless Chromium (the page served from 127.0.0.1, driven by
-playwright-core). The artifact is judged by its worst backend: parity returns the outputs of the backend
-farthest from the reference, latency the timings of the slowest backend; the figures of every
-backend are kept under "backends" in the harness result.
+playwright-core). In parity mode every backend's outputs are written (`RunRequest.outputs_for`) and
+the generic validation judges each one; latency is the slowest backend's, with the figures of every
+backend kept under "backends" in the harness result.
 
-Settings come from `BuildConfig.js` (`[js]` in the config file, `--js-*` flags): format (graph, the
-default, or layers: a tf_keras model saved with tensorflowjs's Keras converter), shard_bytes,
-backends ("cpu,wasm" skips the browser check; "chromium-webgl" adds WebGL) and quantize (a list of
-variants, or auto: see `auto_select`). DEPLOYKIT_CHROMIUM (default /usr/bin/chromium) stays an
-environment variable: it says where this machine keeps the browser, not what to build.
+Settings (`settings.py`: `[js]` in the config file, `--js-*` flags, `cfg.js` in code): format
+(graph, the default, or layers: a tf_keras model saved with tensorflowjs's Keras converter),
+shard_bytes, backends ("cpu,wasm" skips the browser check; "chromium-webgl" adds WebGL) and
+quantize (a list of variants, or auto: `select.py`, run by `after_validation`). DEPLOYKIT_CHROMIUM
+(default /usr/bin/chromium) stays an environment variable: it says where this machine keeps the
+browser, not what to build.
 
-Preflight rewrites (`js_rewrite.py`): ops TF.js lacks but that have an exact expression in ops it has
+Preflight rewrites (`rewrite.py`): ops TF.js lacks but that have an exact expression in ops it has
 are rewritten in the frozen graph before conversion; parity then proves the rewritten bundle.
 """
 from __future__ import annotations

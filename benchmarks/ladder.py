@@ -217,9 +217,12 @@ def optional_settings(args) -> dict:
     DEPLOYKIT_JS_BACKENDS, set in main), and serving without its container (`--no-container`)."""
     from dataclasses import fields
 
-    from deploykit.config import BuildConfig
+    from deploykit import config
 
-    have = {f.name for f in fields(BuildConfig)}
+    if hasattr(config, "known_settings"):  # target settings declared by the targets ([js], [serving])
+        have = set(config.known_settings())
+    else:
+        have = {f.name for f in fields(config.BuildConfig)}
     extra = {}
     if "js" in have:
         extra["js"] = {"backends": tuple(b.strip() for b in args.js_backends.split(",") if b.strip())}

@@ -179,7 +179,7 @@ def run(cfg: BuildConfig, rep: Reporter) -> dict:
         # 4. manifest and commit ------------------------------------------------------------------
         shutil.rmtree(work)
         timings["total_seconds"] = time.perf_counter() - started
-        doc = _manifest(cfg, model, data_facts, example, target_facts, kept, staging, timings)
+        doc = _manifest(cfg, model, data_facts, example, target_facts, records, staging, timings)
         if training:
             doc["training"] = training
         if opt_section:
@@ -273,9 +273,10 @@ def _summary_line(r: ArtifactRecord) -> str:
 def _manifest(cfg, model, data_facts, example, target_facts, records, staging: Path, timings) -> dict:
     from deploykit.intake.loader import OPTIMIZE_NOTE
 
+    # sizes are relative to each target's float32 artifact, even one a hook rejected (--js-quantize auto)
     float_bytes = {r.target: r.bytes for r in records if r.variant == "float32"}
     artifacts = [r.to_manifest(staging, manifest_mod.artifact_digest(r.artifact.path)[0], float_bytes.get(r.target)).to_json()
-                 for r in records]
+                 for r in records if not r.rejected]
     source = {**model.source.to_json(), "optimizable": model.optimizable,
               "policy_findings_allowed": list(model.findings)}
     if not model.optimizable:

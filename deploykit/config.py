@@ -80,9 +80,9 @@ _CORE = [f.name for f in fields(BuildConfig) if f.name != "target_settings"]
 
 
 def _target_classes() -> dict[str, type]:
-    from deploykit.targets import REGISTRY, target_class  # no TensorFlow: targets import it lazily
+    from deploykit.targets import loadable  # no TensorFlow: targets import it lazily
 
-    return {name: target_class(name) for name in REGISTRY}
+    return loadable()
 
 
 def known_settings() -> list[str]:

@@ -46,3 +46,21 @@ def test_an_entry_point_target_builds_and_validates_through_the_cli(plugin_env, 
     assert doc["targets"]["numpy"] == {"layers": 7, "threads": 3}
     again = run_cli("validate", "out", "--json", env=plugin_env, cwd=tmp_path)
     assert again.returncode == 0 and json.loads(again.stdout)["passed"], again.stderr[-2000:]
+
+
+def test_a_broken_plugin_fails_only_the_builds_that_name_it(tmp_path):
+    dist = tmp_path / "site" / "deploykit_broken_target-0.1.dist-info"
+    dist.mkdir(parents=True)
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: deploykit-broken-target\nVersion: 0.1\n")
+    (dist / "entry_points.txt").write_text("[deploykit.targets]\nbroken = no_such_package.target:Gone\n")
+    env = {"PYTHONPATH": str(tmp_path / "site")}
+    listed = run_cli("targets", "--json", env=env, cwd=tmp_path)
+    assert listed.returncode == 0, listed.stderr
+    assert [t["name"] for t in json.loads(listed.stdout)["targets"]] == ["tflite", "js", "serving"]
+    assert "target 'broken': its entry point no_such_package.target:Gone" in listed.stderr
+    assert run_cli("build", "--help", env=env, cwd=tmp_path).returncode == 0
+    named = run_cli("build", "--target", "broken", "--out", "out", env=env, cwd=tmp_path)
+    assert named.returncode == 4, named.stderr[-2000:]
+    lines = [ln for ln in named.stderr.splitlines() if ln.startswith("deploykit: error:")]
+    assert len(lines) == 1 and "no_such_package.target:Gone" in lines[0] and "ModuleNotFoundError" in lines[0]
+    assert not (tmp_path / "out").exists()

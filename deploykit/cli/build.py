@@ -8,7 +8,7 @@ from __future__ import annotations
 import click
 
 from deploykit.cli.exits import CONTEXT, EXIT_HELP, emit, run
-from deploykit.targets import REGISTRY, target_class
+from deploykit.targets import loadable
 
 
 def _csv(value):
@@ -30,8 +30,8 @@ def _target_option(target: str, opt):
 
 
 def _with_target_options(fn):
-    for name in reversed(list(REGISTRY)):  # click applies decorators bottom-up
-        for opt in reversed(target_class(name).options):
+    for name, cls in reversed(list(loadable().items())):  # click applies decorators bottom-up
+        for opt in reversed(cls.options):
             fn = _target_option(name, opt)(fn)
     return fn
 
@@ -43,11 +43,11 @@ def _with_target_options(fn):
 @click.option("--data", metavar="FILE.npz", help="One array per input name: parity data and int8 calibration set.")
 @click.option("--train-config", metavar="FILE", help="Train with the fit stage (TOML/YAML, as `deploykit train --config`), then build the trained model.")
 @click.option("--target", "targets", multiple=True, metavar="NAME",
-              help=f"Target(s) to build ({', '.join(REGISTRY)}), or 'all'. Repeatable. Default: "
-                   f"{', '.join(n for n in REGISTRY if target_class(n).default)}.")
+              help=f"Target(s) to build ({', '.join(loadable())}), or 'all'. Repeatable. Default: "
+                   f"{', '.join(n for n, cls in loadable().items() if cls.default)}.")
 @click.option("--quantize", multiple=True, metavar="LIST",
               help="Variants to build, comma-separated (" + "; ".join(
-                  f"{n}: {','.join(target_class(n).variants)}" for n in REGISTRY) + "). Default: all.")
+                  f"{n}: {','.join(cls.variants)}" for n, cls in loadable().items()) + "). Default: all.")
 @click.option("--out", metavar="DIR", help="Output folder (default: deploykit-out). Replaced only by a build that passes.")
 @click.option("--config", "config_file", metavar="FILE.toml", help="Settings file (budgets, latency, ...); flags override it.")
 @click.option("--allow-unsafe-deserialization", is_flag=True, default=None,

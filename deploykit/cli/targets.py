@@ -10,9 +10,11 @@ from deploykit.cli.exits import CONTEXT, emit
 @click.option("--json", "as_json", is_flag=True, help="Print the targets as JSON.")
 def targets(as_json):
     """List the targets, their variants, runtimes and default budgets (without importing TensorFlow)."""
-    from deploykit.targets import REGISTRY, target_class
+    from deploykit.targets import broken, loadable
 
-    described = [target_class(name).describe() for name in REGISTRY]
+    described = [cls.describe() for cls in loadable().values()]
+    for problem in broken().values():
+        click.echo(f"deploykit: warning: {problem}", err=True)
     if as_json:
         emit(True, {"targets": described})
         return

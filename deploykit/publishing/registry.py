@@ -16,7 +16,7 @@ from deploykit.errors import BadInputError, MissingRuntimeError, PublishConflict
 from deploykit.publishing.content import SUMS, check_sums, content_id, sums_text
 from deploykit.publishing.content import names as _names
 from deploykit.records import ManifestEntry, entries
-from deploykit.targets import REGISTRY, target_class
+from deploykit.targets import loadable, target_class
 
 ENV_USER, ENV_PASSWORD = "DEPLOYKIT_REGISTRY_USERNAME", "DEPLOYKIT_REGISTRY_PASSWORD"
 ANNOTATION = "io.deploykit"
@@ -231,7 +231,7 @@ def to_registry(root: Path, doc: dict, ref: OciRef, *, force: bool) -> dict:
     except requests.RequestException as exc:
         raise _registry_error(index_ref, exc) from None
     present = {a.target for a in entries(doc)}
-    notes += [target_class(n).publish_note_when_absent for n in REGISTRY
-              if n not in present and target_class(n).publish_note_when_absent]
+    notes += [cls.publish_note_when_absent for n, cls in loadable().items()
+              if n not in present and cls.publish_note_when_absent]
     return {"destination": f"{ref.scheme}://{index_ref}", "status": "published", "content_id": cid,
             "pushed": pushed, "notes": notes}

@@ -15,7 +15,7 @@ from functools import lru_cache
 from importlib.metadata import entry_points
 from pathlib import Path
 
-from deploykit.errors import BadInputError
+from deploykit.errors import BadInputError, MissingRuntimeError
 from deploykit.targets.base import Artifact, Option, RunRequest, Target
 
 # name -> "module:Class"
@@ -39,23 +39,55 @@ REGISTRY = _registry()
 
 @lru_cache(maxsize=None)
 def target_class(name: str) -> type[Target]:
+    """The Target class registered as `name`. A plugin that cannot be imported is exit 4 naming its
+    entry point (built-in targets import only the standard library, numpy and deploykit here)."""
     try:
         spec = REGISTRY[name]
     except KeyError:
         raise BadInputError(f"unknown target '{name}' (available: {', '.join(REGISTRY)})") from None
-    module, cls = spec.split(":")
-    found = getattr(importlib.import_module(module), cls)
-    if not (isinstance(found, type) and issubclass(found, Target)) or found.name != name:
+    module, _, cls = spec.partition(":")
+    try:
+        found = getattr(importlib.import_module(module), cls)
+    except Exception as exc:  # noqa: BLE001 - a broken plugin: ImportError, AttributeError, its own errors
+        if name in BUILTIN:
+            raise
+        first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
+        raise MissingRuntimeError(f"target '{name}': its entry point {spec} (group {ENTRY_POINT_GROUP}) cannot be "
+                                  f"loaded: {type(exc).__name__}: {first}; reinstall or uninstall that package") from None
+    if not (isinstance(found, type) and issubclass(found, Target)) or getattr(found, "name", None) != name:
         raise BadInputError(f"target '{name}': {spec} is not a deploykit Target named '{name}'")
     return found
+
+
+def loadable() -> dict[str, type[Target]]:
+    """Every registered target that loads; a broken plugin is left out here (it fails only the
+    builds that name it), so one bad package does not break every build and listing."""
+    found = {}
+    for name in REGISTRY:
+        try:
+            found[name] = target_class(name)
+        except MissingRuntimeError:
+            continue
+    return found
+
+
+def broken() -> dict[str, str]:
+    """Plugins that cannot be loaded: name -> why."""
+    problems = {}
+    for name in REGISTRY:
+        try:
+            target_class(name)
+        except (MissingRuntimeError, BadInputError) as exc:
+            problems[name] = exc.message
+    return problems
 
 
 def resolve(names: tuple[str, ...]) -> list[str]:
     """Target names to build: the given ones, every registered one for 'all', the default ones for none."""
     if not names:
-        return [n for n in REGISTRY if target_class(n).default]
+        return [n for n, cls in loadable().items() if cls.default]
     if "all" in names:
-        return list(REGISTRY)
+        return list(loadable())
     for name in names:
         target_class(name)
     return list(dict.fromkeys(names))
@@ -74,4 +106,5 @@ def harness_path(target: str, filename: str) -> Path:
     raise FileNotFoundError(f"harness {target}/{filename} not found under {package}")
 
 
-__all__ = ["Artifact", "Option", "RunRequest", "Target", "BUILTIN", "REGISTRY", "target_class", "resolve", "harness_path"]
+__all__ = ["Artifact", "Option", "RunRequest", "Target", "BUILTIN", "REGISTRY", "target_class", "loadable", "broken",
+           "resolve", "harness_path"]

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from deploykit import manifest as manifest_mod
+from deploykit.arrays import save_npz
 from deploykit.config import BuildConfig, load_config_file, make_config
 from deploykit.digests import file_sha256
 from deploykit.errors import BadInputError, BudgetError
@@ -136,8 +137,8 @@ def run(cfg: BuildConfig, rep: Reporter) -> dict:
             data_facts["warnings"].append(warning)
         (staging / "validation").mkdir()
         inputs_npz, reference_npz = staging / "validation" / "inputs.npz", staging / "validation" / "reference.npz"
-        data_mod.save_npz(inputs_npz, parity_in)
-        data_mod.save_npz(reference_npz, reference)
+        save_npz(inputs_npz, parity_in)
+        save_npz(reference_npz, reference)
         with rep.step("export canonical SavedModel"):
             saved_model = model.export_saved_model(work / "saved_model")
 

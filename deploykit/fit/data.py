@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from deploykit.arrays import read_npz
 from deploykit.errors import BadInputError
 from deploykit.fit.config import TrainConfig, is_tfrecord
 from deploykit.fit.strategy import shard_options
@@ -25,10 +26,9 @@ def _arrays(cfg: TrainConfig):
         return digits(cfg.seed)
     path = Path(cfg.dataset)
     try:
-        with np.load(path, allow_pickle=False) as npz:
-            arrays = {k: npz[k] for k in npz.files}
-    except Exception as exc:  # zip / format errors
-        raise BadInputError(f"dataset: cannot read {path} ({exc})") from None
+        arrays = read_npz(path, "dataset file")
+    except BadInputError as exc:
+        raise BadInputError(f"dataset: {exc.message}") from None
     if "x" not in arrays or "y" not in arrays:
         raise BadInputError(f"dataset: {path} must hold arrays 'x' and 'y' (has {', '.join(sorted(arrays)) or 'none'})")
     x, y = arrays["x"], arrays["y"]

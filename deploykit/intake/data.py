@@ -2,12 +2,11 @@
 generated from the contract when the user gives none."""
 from __future__ import annotations
 
-import io
-import zipfile
 from pathlib import Path
 
 import numpy as np
 
+from deploykit.arrays import read_npz
 from deploykit.contract import IOContract, TensorInfo
 from deploykit.errors import BadInputError
 
@@ -17,17 +16,7 @@ DYNAMIC_DIM_DEFAULT = 16  # length used for a dynamic non-batch dimension when g
 
 def load_npz(path: str | Path, contract: IOContract) -> dict[str, np.ndarray]:
     p = Path(path)
-    if not p.is_file():
-        raise BadInputError(f"{p}: no such data file")
-    try:
-        with np.load(p, allow_pickle=False) as npz:
-            arrays = {k: npz[k] for k in npz.files}
-    except ValueError as exc:  # object arrays need pickle, which could run code
-        raise BadInputError(f"{p}: unreadable .npz ({exc})") from None
-    except (zipfile.BadZipFile, OSError, EOFError) as exc:
-        raise BadInputError(f"{p}: not a readable .npz file ({exc})") from None
-    if not arrays:
-        raise BadInputError(f"{p}: .npz holds no arrays")
+    arrays = read_npz(p)  # headers checked before anything is allocated; no pickle
     chosen = _match_names(p, arrays, contract)  # input name -> npz key
     checked = {t.name: _check_array(p, chosen[t.name], arrays[chosen[t.name]], t) for t in contract.inputs}
     rows = {len(a) for a in checked.values()}
@@ -107,11 +96,3 @@ def generate(contract: IOContract, rows: int = GENERATED_ROWS, seed: int = 0) ->
 
 def take(data: dict[str, np.ndarray], rows: int) -> dict[str, np.ndarray]:
     return {k: v[:rows] for k, v in data.items()}
-
-
-def save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    # Built in memory, then written: on a full disk np.savez leaves a half-closed ZipFile whose
-    # destructor prints a traceback.
-    buffer = io.BytesIO()
-    np.savez(buffer, **arrays)
-    path.write_bytes(buffer.getvalue())

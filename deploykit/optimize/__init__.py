@@ -33,13 +33,13 @@ class Optimized:
         """The manifest's `optimize` section: per-artifact size, metric and latency against the
         unoptimized artifact of the same target and variant, then the budgets. `runtimes` is the
         pipeline's (`pipeline.Runtimes`): it converts the baseline and runs artifacts."""
-        from deploykit.intake import data as data_mod
+        from deploykit.arrays import save_npz
         from deploykit.optimize import measure
         from deploykit.optimize.finetune import metric_of, worse_by
 
         section = dict(self.facts)
         valid_npz = runtimes.work / "optimize-valid-inputs.npz"
-        data_mod.save_npz(valid_npz, self.data.x_valid)
+        save_npz(valid_npz, self.data.x_valid)
         output = self.model.contract.output_names[0]
 
         def metric(record):

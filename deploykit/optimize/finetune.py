@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from deploykit.arrays import read_npz
 from deploykit.errors import BadInputError
 from deploykit.optimize.config import OptimizeSettings
 from deploykit.tfenv import tf_keras
@@ -50,11 +51,11 @@ def labelled_data(model, settings: OptimizeSettings, data_path: str | None, seed
     from deploykit.intake.data import load_npz
 
     inputs = load_npz(path, model.contract)  # checks names, shapes and dtypes against the model
-    with np.load(path, allow_pickle=False) as npz:
-        if settings.labels_key not in npz.files:
-            raise BadInputError(f"{path}: {field} holds no labels array '{settings.labels_key}' "
-                                f"(has: {', '.join(sorted(npz.files))}; set optimize.labels_key)")
-        labels = npz[settings.labels_key]
+    arrays = read_npz(path)
+    if settings.labels_key not in arrays:
+        raise BadInputError(f"{path}: {field} holds no labels array '{settings.labels_key}' "
+                            f"(has: {', '.join(sorted(arrays))}; set optimize.labels_key)")
+    labels = arrays[settings.labels_key]
     rows = len(next(iter(inputs.values())))
     if len(labels) != rows:
         raise BadInputError(f"{path}[{settings.labels_key}]: {len(labels)} labels for {rows} input rows")

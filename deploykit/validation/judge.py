@@ -111,6 +111,26 @@ def failure_lines(artifacts: list[dict]) -> list[str]:
     return lines
 
 
+def _stored(path: Path, tensors, what: str) -> dict[str, np.ndarray]:
+    """A build's stored validation arrays, read safely and matched against the manifest's contract."""
+    from deploykit.arrays import read_npz
+    from deploykit.errors import BadInputError
+
+    arrays = read_npz(path, what)
+    names = [t.name for t in tensors]
+    if sorted(arrays) != sorted(names):
+        raise BadInputError(f"{path}: holds {', '.join(sorted(arrays)) or 'nothing'}, the manifest's contract names "
+                            f"{', '.join(names)} ({what})")
+    rows = {len(a) if a.ndim else -1 for a in arrays.values()}
+    if len(rows) != 1 or -1 in rows or 0 in rows:
+        raise BadInputError(f"{path}: {what} must have the same number of rows (>= 1) in every array")
+    for t in tensors:
+        a = arrays[t.name]
+        if a.ndim != len(t.shape) or any(d is not None and d != g for d, g in zip(t.shape[1:], a.shape[1:])):
+            raise BadInputError(f"{path}[{t.name}]: shape {a.shape} does not match the contract {list(t.shape)}")
+    return arrays
+
+
 def revalidate(out: str | Path, *, latency: bool = False, settings: LatencySettings | None = None, jobs: int = 2) -> dict:
     """Re-run validation of an existing build: checksums first, then every artifact in its runtime
     against the reference outputs stored in the build. Needs no model and no TensorFlow."""
@@ -131,8 +151,8 @@ def revalidate(out: str | Path, *, latency: bool = False, settings: LatencySetti
         raise BadInputError(problems[0] + (f" (+{len(problems) - 1} more)" if len(problems) > 1 else ""),
                             details={"problems": problems})
     contract = IOContract.from_json(doc["contract"])
-    with np.load(root / doc["data"]["reference"], allow_pickle=False) as npz:
-        reference = {k: npz[k] for k in npz.files}
+    reference = _stored(root / doc["data"]["reference"], contract.outputs, "reference outputs")
+    _stored(root / doc["data"]["inputs"], contract.inputs, "parity inputs")
     targets: dict[str, Target] = {}
     records = []
     for entry in entries(doc):

@@ -2,7 +2,8 @@
 
 A build writes into `.NAME.staging-PID` beside the output folder and renames it into place only
 when everything passed. A failed or killed build leaves the previous output untouched; the next
-build removes the leftovers. A second build into the same folder exits 75 at once. While the folder
+build removes the leftovers. A second build into the same folder exits 75 at once; the lock file
+`.NAME.lock` is removed when its build ends (a killed build's stays until the next build). While the folder
 is open, Python's temporary files (e.g. TensorFlow's autograph sources) go to `.NAME.tmp-PID` beside
 it, so a killed build's temporary files are leftovers the next build removes too. A full or read-only
 file system is `OutputUnwritableError` (exit 2), not a crash.
@@ -34,17 +35,7 @@ class OutputFolder:
         self.committed = False
 
     def __enter__(self) -> "OutputFolder":
-        try:
-            self.parent.mkdir(parents=True, exist_ok=True)
-            self._lock_fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT, 0o644)
-        except OSError as exc:
-            raise OutputUnwritableError(f"{self.out}: cannot write here ({exc.strerror})") from None
-        try:
-            fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(self._lock_fd)
-            self._lock_fd = None
-            raise LockedError(f"{self.out}: another build is writing this output folder") from None
+        self._lock()
         try:
             self._check_replaceable()
             self._remove_leftovers()
@@ -105,8 +96,37 @@ class OutputFolder:
                 "(free some space or choose another --out)"
             ) from None
 
+    def _lock(self) -> None:
+        """flock `.NAME.lock`. The holder unlinks the file when it is done, so a build that opened
+        the old file just before that holds a lock on nothing: it checks that the file it locked is
+        still the one at the path, and tries again if not."""
+        for _ in range(20):
+            try:
+                self.parent.mkdir(parents=True, exist_ok=True)
+                fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+            except OSError as exc:
+                raise OutputUnwritableError(f"{self.out}: cannot write here ({exc.strerror})") from None
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                raise LockedError(f"{self.out}: another build is writing this output folder") from None
+            try:
+                same = os.fstat(fd).st_ino == os.stat(self._lock_path).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                self._lock_fd = fd
+                return
+            os.close(fd)  # its holder removed it between our open and our flock
+        raise LockedError(f"{self.out}: the lock file {self._lock_path} keeps changing; another build is starting")
+
     def _release(self) -> None:
         if self._lock_fd is not None:
+            try:
+                os.unlink(self._lock_path)  # still holding the lock: no other build owns this file
+            except OSError:
+                pass
             fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
             os.close(self._lock_fd)
             self._lock_fd = None

@@ -27,7 +27,7 @@ def test_commit_replaces_previous_output(tmp_path):
         folder.commit()
     assert json.loads((out / "manifest.json").read_text())["deploykit_version"] == "1"
     assert not (out / "model.tflite").exists()
-    assert sorted(p.name for p in tmp_path.iterdir()) == [".out.lock", "out"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
 
 
 def test_failure_before_commit_leaves_previous_output_and_no_staging(tmp_path):
@@ -38,7 +38,7 @@ def test_failure_before_commit_leaves_previous_output_and_no_staging(tmp_path):
             (folder.staging / "half-written.tflite").write_bytes(b"partial")
             raise RuntimeError("conversion failed")
     assert (out / "model.tflite").read_bytes() == b"old"
-    assert sorted(p.name for p in tmp_path.iterdir()) == [".out.lock", "out"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
 
 
 def test_refuses_to_replace_a_folder_that_is_not_a_deploykit_output(tmp_path):
@@ -119,4 +119,4 @@ def test_interrupted_cli_build_keeps_previous_output_and_leaves_nothing(tmp_path
     assert proc.wait(timeout=60) == code, rest
     assert "output folder was left unchanged" in rest
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
-    assert sorted(p.name for p in tmp_path.iterdir()) == [".out.lock", "out"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]

@@ -149,7 +149,7 @@ def test_full_disk_is_a_clear_error_and_keeps_previous_output(model, tmp_path, t
     line = assert_failure(proc, 2, "output_unwritable", str(out))
     assert "no space left" in line.lower()
     assert snapshot(out) == before
-    assert sorted(p.name for p in tmpfs.iterdir()) == [".out.lock", "filler", "out"]
+    assert sorted(p.name for p in tmpfs.iterdir()) == ["filler", "out"]
 
 
 def test_read_only_file_system_is_a_clear_error(model, tmp_path, tmpfs):

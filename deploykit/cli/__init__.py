@@ -8,7 +8,7 @@ from __future__ import annotations
 import click
 
 from deploykit.cli.build import build
-from deploykit.cli.exits import CONTEXT, EXIT_HELP
+from deploykit.cli.exits import CONTEXT, EXIT_HELP, usage_error
 from deploykit.cli.publish import publish
 from deploykit.cli.report import report
 from deploykit.cli.targets import targets
@@ -29,4 +29,18 @@ for command in (build, validate, targets, train, report, publish):
 
 
 def main() -> None:
-    cli(prog_name="deploykit")
+    """The console script. Click's own usage errors (`--jobs abc`, an unknown option) end like every
+    other error: one `deploykit: error:` line, exit 2, and the JSON error object with `--json`."""
+    import sys
+
+    try:
+        code = cli.main(prog_name="deploykit", standalone_mode=False)
+    except click.ClickException as exc:
+        if isinstance(exc, click.UsageError) and exc.ctx is not None:
+            click.echo(exc.ctx.get_usage(), err=True)
+            click.echo(f"Try '{exc.ctx.command_path} --help' for help.", err=True)
+        usage_error(exc.format_message(), exc.exit_code, as_json="--json" in sys.argv[1:])
+    except click.Abort:
+        click.echo("deploykit: interrupted", err=True)
+        sys.exit(130)
+    sys.exit(code if isinstance(code, int) else 0)

@@ -32,6 +32,14 @@ def run(as_json: bool, debug: bool, fn):
         return _handle(as_json, debug, fn, log)
 
 
+def usage_error(message: str, exit_code: int = 2, *, as_json: bool = False) -> None:
+    """A command line click could not parse: the same one-line error as every other failure."""
+    click.echo(f"deploykit: error: {message}", err=True)
+    if as_json:
+        click.echo(json.dumps({"error": {"code": "bad_input", "exit_code": exit_code, "message": message}}, indent=2))
+    sys.exit(exit_code)
+
+
 class _Terminated(BaseException):
     """SIGTERM, raised in the main thread so staging folders are cleaned on the way out."""
 

@@ -238,3 +238,81 @@ def with_layer_module(src: Path, dest: Path, layer_class: str, module: str) -> P
                 data = json.dumps(config).encode()
             zout.writestr(info, data)
     return dest
+
+
+# ---- model files whose structure reaches outside the model (tests/test_policy_allowlist.py) ----
+def _rewrite_keras(src: Path, dest: Path, edit_config=None, members: dict | None = None, drop=(),
+                   deflate: bool = False) -> Path:
+    """Copy a .keras archive, editing config.json (`edit_config(dict) -> dict`) and replacing members
+    (`members[name](bytes) -> bytes`, or bytes for a new member); `deflate` compresses every member
+    (Keras stores them)."""
+    members = dict(members or {})
+    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dest, "w") as zout:
+        for info in zin.infolist():
+            if info.filename in drop:
+                continue
+            data = zin.read(info.filename)
+            if deflate:
+                info = zipfile.ZipInfo(info.filename, info.date_time)
+                info.compress_type = zipfile.ZIP_DEFLATED
+            if info.filename == "config.json" and edit_config is not None:
+                data = json.dumps(edit_config(json.loads(data))).encode()
+            change = members.pop(info.filename, None)
+            if change is not None:
+                data = change(data) if callable(change) else change
+            zout.writestr(info, data)
+        for name, data in members.items():
+            zout.writestr(name, data)
+    return dest
+
+
+def linked_weights_keras(src: Path, dest: Path, secret: Path, deflate: bool = False) -> Path:
+    """Copy a .keras archive, adding to its HDF5 weights an external link to `secret`."""
+    import h5py
+
+    work = dest.with_suffix(".weights.h5")
+    with zipfile.ZipFile(src) as zf:
+        work.write_bytes(zf.read("model.weights.h5"))
+    with h5py.File(work, "r+") as fh:
+        fh["leak"] = h5py.ExternalLink(str(secret), "/data")
+    return _rewrite_keras(src, dest, members={"model.weights.h5": work.read_bytes()}, deflate=deflate)
+
+
+def oversized_config_keras(src: Path, dest: Path, size: int) -> Path:
+    """Copy a .keras archive with a config.json of `size` bytes (spaces after the JSON, deflated,
+    written in chunks so the test never holds it in memory)."""
+    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dest, "w", zipfile.ZIP_DEFLATED) as zout:
+        for info in zin.infolist():
+            data = zin.read(info.filename)
+            if info.filename != "config.json":
+                zout.writestr(info.filename, data)
+                continue
+            with zout.open("config.json", "w", force_zip64=True) as fh:
+                fh.write(data)
+                left, chunk = size - len(data), b" " * (1 << 20)
+                while left > 0:
+                    fh.write(chunk[: min(left, len(chunk))])
+                    left -= len(chunk)
+    return dest
+
+
+def asset_saved_model(folder: Path, asset_text: str = "a\nb\nc\n") -> Path:
+    """A tf.Module SavedModel with an asset file (assets/vocab.txt) that its serving function names;
+    re-exporting the loaded model copies the asset."""
+    tf = tensorflow()
+    source = folder.parent / f"{folder.name}-vocab.txt"
+    source.write_text(asset_text)
+
+    class WithAsset(tf.Module):
+        def __init__(self):
+            super().__init__()
+            self.vocab = tf.saved_model.Asset(str(source))
+
+        @tf.function(input_signature=[tf.TensorSpec([None, 4], tf.float32, name="x")])
+        def serve(self, x):
+            return {"y": x + tf.cast(tf.strings.length(self.vocab.asset_path), tf.float32)}
+
+    module = WithAsset()
+    tf.saved_model.save(module, str(folder), signatures={"serving_default": module.serve})
+    source.unlink()
+    return folder

@@ -1,4 +1,8 @@
-"""Model files whose structure reaches outside the model are refused before anything reads them
+"""The security policy's allow-lists (deploykit/intake/allowlist.py) are real: every Keras class resolves
+in a listed module of tf_keras or Keras 3, every function in a listed function module, every op is a
+registered TensorFlow op, every TensorFlow function an exported symbol.
+
+Model files whose structure reaches outside the model are refused before anything reads them
 (exit 5, whatever --allow-unsafe-deserialization says), and what is read before parsing is bounded:
 
 - a symbolic link anywhere in a SavedModel folder (an asset linking another file, whose content
@@ -9,6 +13,8 @@
 """
 from __future__ import annotations
 
+import importlib
+import inspect
 import time
 import zipfile
 from pathlib import Path
@@ -19,6 +25,7 @@ import pytest
 
 import deploykit
 from deploykit.errors import BadInputError, SecurityError
+from deploykit.intake import allowlist as allow
 from deploykit.intake.sniff import CONFIG_MAX_BYTES, sniff
 
 from . import models
@@ -50,6 +57,69 @@ def refused(model: Path, tmp_path: Path, *says: str) -> SecurityError:
 def plain(tmp_path_factory):
     d = tmp_path_factory.mktemp("plain")
     return SimpleNamespace(tfk_keras=models.dense(d / "dense.keras"), module=models.module_saved_model(d / "module"))
+
+
+# ---- 1. the lists are real ------------------------------------------------------------------------
+def _resolve_modules(names) -> dict[str, list]:
+    """Each listed module name, as tf_keras and Keras 3 resolve it: a `keras.*` name is a Keras 3
+    module and (tf_keras maps "keras." to "tf_keras.") a tf_keras one."""
+    found = {}
+    for name in sorted(names):
+        mods = []
+        for candidate in (name, "tf_" + name if name.startswith("keras") else None):
+            if candidate is None:
+                continue
+            try:
+                mods.append(importlib.import_module(candidate))
+            except ImportError:
+                pass
+        found[name] = mods
+    return found
+
+
+def test_every_keras_class_and_module_on_the_list_exists():
+    from deploykit.tfenv import keras3, tf_keras
+
+    tf_keras(), keras3()
+    modules = _resolve_modules(allow.KERAS_MODULES)
+    assert not [m for m, mods in modules.items() if not mods], "modules neither tf_keras nor Keras 3 has"
+    where = {}
+    for mod in (m for mods in modules.values() for m in mods):
+        for name, obj in vars(mod).items():
+            if inspect.isclass(obj):
+                where.setdefault(name, obj)
+    missing = sorted(allow.KERAS_CLASSES - set(where))
+    assert not missing, f"not a class of any listed module: {missing}"
+    assert not allow.KERAS_CLASSES & set(allow.REFUSED_CLASSES)
+    assert {"Lambda", "TFSMLayer", "KerasLayer", "TorchModuleWrapper", "Layer"}.isdisjoint(allow.KERAS_CLASSES)
+
+
+def test_every_function_and_tensorflow_name_on_the_list_exists():
+    from tensorflow.python.framework import op_def_registry, type_spec_registry
+    from tensorflow.python.saved_model import registration
+    from tensorflow.python.util import tf_export
+
+    from deploykit.tfenv import tensorflow
+
+    tf = tensorflow()
+    modules = [m for mods in _resolve_modules(allow.FUNCTION_MODULES - {"builtins"}).values() for m in mods]
+    functions = {n for m in modules for n, f in vars(m).items() if inspect.isfunction(f)}
+    assert not sorted(allow.FUNCTIONS - functions)
+    ops = allow.GRAPH_OPS | allow.SAVER_OPS
+    assert not sorted(op for op in ops if op_def_registry.get(op) is None), "not registered TensorFlow ops"
+    assert not sorted(n for n in allow.TF_FUNCTIONS if not callable(tf_export.get_symbol_from_name(n)))
+    assert not sorted(a for a in allow.KERAS_TENSOR_ATTRIBUTES if not hasattr(tf.RaggedTensor, a) and not hasattr(tf.SparseTensor, a))
+    assert all(hasattr(tf.RaggedTensor, m) for m in allow.RAGGED_CLASS_METHODS)
+    assert all(registration.get_registered_class(n) is not None for n in allow.REGISTERED_OBJECTS)
+    assert all(type_spec_registry.lookup(n) for n in allow.TYPE_SPEC_REGISTRY_NAMES)
+    # file, print, Python, dataset, process and network ops stay off the list
+    for op in ("ReadFile", "WriteFile", "MatchingFiles", "DeleteFile", "PyFunc", "EagerPyFunc", "PrintV2", "Print",
+               "ImmutableConst", "InitializeTableFromTextFileV2", "TFRecordDataset", "WriteSummary", "Abort",
+               "RemoteCall", "FixedUnigramCandidateSampler", "DecodeProtoV2", "DebugIdentityV2", "SaveV2", "RestoreV2"):
+        assert op not in allow.GRAPH_OPS, op
+    for fn in ("io.write_file", "print", "py_function", "numpy_function", "load_library", "io.gfile.copy",
+               "keras.applications.imagenet_utils.decode_predictions", "random.fixed_unigram_candidate_sampler"):
+        assert fn not in allow.TF_FUNCTIONS, fn
 
 
 # ---- structure that reaches outside the model ------------------------------------------------

@@ -240,7 +240,9 @@ def with_layer_module(src: Path, dest: Path, layer_class: str, module: str) -> P
     return dest
 
 
-# ---- model files whose structure reaches outside the model (tests/test_policy_allowlist.py) ----
+# ---- hostile models for the allow-list policy (tests/test_policy_allowlist.py) ----------------
+# Each carries a real payload: loaded without deploykit (tf_keras, tf.saved_model.load), it creates
+# or reads the canary it is given. deploykit must refuse it before any of it runs.
 def _rewrite_keras(src: Path, dest: Path, edit_config=None, members: dict | None = None, drop=(),
                    deflate: bool = False) -> Path:
     """Copy a .keras archive, editing config.json (`edit_config(dict) -> dict`) and replacing members
@@ -264,6 +266,83 @@ def _rewrite_keras(src: Path, dest: Path, edit_config=None, members: dict | None
         for name, data in members.items():
             zout.writestr(name, data)
     return dest
+
+
+def residual_wrapper_h5(path: Path, canary: Path) -> Path:
+    """A tf_keras .h5 whose RNN cell is wrapped in a ResidualWrapper: its `residual_fn` (a key no
+    Lambda has) holds marshalled bytecode that tf_keras' HDF5 loader (no safe mode) unmarshals and
+    runs while it rebuilds the model, touching `canary`."""
+    import h5py
+    from tf_keras.src.utils import generic_utils
+
+    k = tf_keras()
+    x = k.Input((5, 4), name="x")
+    k.Model(x, k.layers.Dense(2, name="y")(k.layers.RNN(k.layers.SimpleRNNCell(4), name="hidden")(x))).save(path)
+    fn = eval(f"lambda i, o: (__import__('pathlib').Path({str(canary)!r}).touch(), o)[1]")  # noqa: S307
+    with h5py.File(path, "r+") as fh:
+        config = json.loads(fh.attrs["model_config"])
+        for layer in config["config"]["layers"]:
+            if layer["config"]["name"] == "hidden":
+                cell = layer["config"]["cell"]
+                layer["config"]["cell"] = {"class_name": "ResidualWrapper", "config": {
+                    "cell": cell, "residual_fn": generic_utils.func_dump(fn), "residual_fn_type": "lambda",
+                    "residual_fn_module": None}}
+        fh.attrs["model_config"] = json.dumps(config)
+    return path
+
+
+def decode_predictions_keras(path: Path) -> Path:
+    """A tf_keras .keras whose layer 'hidden' is a TFOpLambda calling
+    `keras.applications.imagenet_utils.decode_predictions` (a TensorFlow API function, not a tensor
+    function): rebuilding the model calls it, and it creates ~/.keras/models and fetches the
+    ImageNet class index over the network (through any proxy in the environment)."""
+    k = tf_keras()
+    x = k.Input((1000,), name="x")
+    src = path.with_name(path.stem + "-plain.keras")
+    k.Model(x, k.layers.Dense(3, name="y")(k.layers.Dense(1000, name="hidden")(x))).save(src)
+
+    def edit(config):
+        for layer in config["config"]["layers"]:
+            if layer["config"]["name"] == "hidden":
+                layer.update(class_name="TFOpLambda", module="tf_keras.src.layers.core.tf_op_layer",
+                             registered_name="TFOpLambda", inbound_nodes=[["x", 0, 0, {"top": 1}]])
+                layer["config"] = {"name": "hidden", "trainable": True, "dtype": "float32",
+                                   "function": "keras.applications.imagenet_utils.decode_predictions"}
+        return config
+
+    return _rewrite_keras(src, path, edit_config=edit)
+
+
+class _OpenOnUnpickle:
+    """Unpickling this creates the file (pickle calls open(path, "w"))."""
+
+    def __init__(self, path: str):
+        self.path = path
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
+
+
+def pickled_weights_keras(path: Path, canary: Path) -> Path:
+    """A tf_keras .keras whose weights are `model.weights.npz` (tf_keras' NpzIOStore, which np.loads
+    with allow_pickle=True) holding an object array whose unpickling creates `canary`."""
+    import io
+
+    from tf_keras.src.saving import saving_lib
+
+    k = tf_keras()
+    x = k.Input((4,), name="x")
+    src = path.with_name(path.stem + "-npz.keras")
+    saving_lib.save_model(k.Model(x, k.layers.Dense(3, name="y")(x)), str(src), weights_format="npz")
+
+    def evil(data: bytes) -> bytes:
+        arrays = dict(np.load(io.BytesIO(data), allow_pickle=True))
+        arrays["__root__"] = np.array(_OpenOnUnpickle(str(canary)), dtype=object)
+        out = io.BytesIO()
+        np.savez(out, **arrays)
+        return out.getvalue()
+
+    return _rewrite_keras(src, path, members={"model.weights.npz": evil})
 
 
 def linked_weights_keras(src: Path, dest: Path, secret: Path, deflate: bool = False) -> Path:
@@ -296,6 +375,48 @@ def oversized_config_keras(src: Path, dest: Path, size: int) -> Path:
     return dest
 
 
+def initializer_saved_model(folder: Path, canary: Path) -> Path:
+    """A tf.Module SavedModel with a resource whose initializer (not `serving_default`) writes
+    `canary` with tf.io.write_file; tf.saved_model.load runs initializers while loading."""
+    tf = tensorflow()
+
+    class Table(tf.saved_model.experimental.TrackableResource):
+        def _create_resource(self):
+            return tf.raw_ops.HashTableV2(key_dtype=tf.string, value_dtype=tf.int64)
+
+        def _initialize(self):
+            tf.io.write_file(str(canary), "written by a SavedModel initializer")
+
+    class Model(tf.Module):
+        def __init__(self):
+            super().__init__()
+            self.table = Table()
+
+        @tf.function(input_signature=[tf.TensorSpec([None, 4], tf.float32, name="x")])
+        def serve(self, x):
+            n = tf.raw_ops.LookupTableSizeV2(table_handle=self.table.resource_handle)
+            return {"y": x + tf.cast(n, tf.float32)}
+
+    module = Model()
+    tf.saved_model.save(module, str(folder), signatures={"serving_default": module.serve})
+    return folder
+
+
+def side_function_saved_model(folder: Path, canary: Path) -> Path:
+    """A clean `serving_default` beside another saved function that writes `canary`."""
+    tf = tensorflow()
+    module = _affine_module()
+
+    def cleanup():
+        tf.io.write_file(str(canary), "written by a side function")
+        return tf.constant(0)
+
+    module.cleanup = tf.function(cleanup, input_signature=[])
+    module.cleanup.get_concrete_function()
+    tf.saved_model.save(module, str(folder), signatures={"serving_default": module.serve})
+    return folder
+
+
 def asset_saved_model(folder: Path, asset_text: str = "a\nb\nc\n") -> Path:
     """A tf.Module SavedModel with an asset file (assets/vocab.txt) that its serving function names;
     re-exporting the loaded model copies the asset."""
@@ -315,4 +436,65 @@ def asset_saved_model(folder: Path, asset_text: str = "a\nb\nc\n") -> Path:
     module = WithAsset()
     tf.saved_model.save(module, str(folder), signatures={"serving_default": module.serve})
     source.unlink()
+    return folder
+
+
+# ---- benign models the policy must accept --------------------------------------------------------
+def parse_example_saved_model(folder: Path) -> Path:
+    """A tf.Module whose signature parses serialized tf.Example protos (ParseExampleV2)."""
+    tf = tensorflow()
+
+    class Parse(tf.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = tf.Variable(np.ones((3, 2), np.float32))
+
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
+        def serve(self, examples):
+            f = tf.io.parse_example(examples, {"x": tf.io.FixedLenFeature([3], tf.float32),
+                                               "tag": tf.io.VarLenFeature(tf.string)})
+            return {"y": f["x"] @ self.w, "tags": tf.strings.length(tf.sparse.to_dense(f["tag"], default_value=""))}
+
+    module = Parse()
+    tf.saved_model.save(module, str(folder), signatures={"serving_default": module.serve})
+    return folder
+
+
+def string_lookup_saved_model(folder: Path) -> Path:
+    """A tf.Module with string inputs: split words, look them up in a table built from tensors."""
+    tf = tensorflow()
+
+    class Words(tf.Module):
+        def __init__(self):
+            super().__init__()
+            init = tf.lookup.KeyValueTensorInitializer(tf.constant(["the", "cat", "sat"]), tf.constant([1, 2, 3], tf.int64))
+            self.table = tf.lookup.StaticHashTable(init, default_value=0)
+
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="text")])
+        def serve(self, text):
+            words = tf.strings.split(tf.strings.lower(text))
+            return {"ids": self.table.lookup(words).to_tensor()}
+
+    module = Words()
+    tf.saved_model.save(module, str(folder), signatures={"serving_default": module.serve})
+    return folder
+
+
+def tf1_saved_model(folder: Path) -> Path:
+    """A TF1-style SavedModel (graph, Saver, main op initializing a table): its saver is graph nodes."""
+    tf = tensorflow()
+    graph = tf.Graph()
+    with graph.as_default():
+        x = tf.compat.v1.placeholder(tf.float32, [None, 4], name="x")
+        w = tf.compat.v1.get_variable("w", [4, 3])
+        table = tf.lookup.StaticHashTable(tf.lookup.KeyValueTensorInitializer(tf.constant(["a"]), tf.constant([1], tf.int64)), -1)
+        y = tf.matmul(x, w) + tf.cast(table.lookup(tf.constant("a")), tf.float32)
+        with tf.compat.v1.Session(graph=graph) as session:
+            session.run(tf.compat.v1.global_variables_initializer())
+            session.run(tf.compat.v1.tables_initializer())
+            builder = tf.compat.v1.saved_model.Builder(str(folder))
+            builder.add_meta_graph_and_variables(
+                session, ["serve"], main_op=tf.compat.v1.tables_initializer(),
+                signature_def_map={"serving_default": tf.compat.v1.saved_model.predict_signature_def({"x": x}, {"y": y})})
+            builder.save()
     return folder

@@ -2,7 +2,8 @@
 
 Routing: tf_keras files load with tf_keras (safe mode on); Keras 3 `.keras` files load with Keras 3
 (tf_keras cannot read them); SavedModel folders load as graphs with `tf.saved_model.load`;
-`module:function` is imported and called. Every later step sees the same interface.
+`module:function` is imported and called. Every later step sees the same interface. The security
+policy (`policy.vet`) has vetted the file before any of these runs.
 """
 from __future__ import annotations
 
@@ -57,13 +58,13 @@ class LoadedModel:
 
 
 def load(source: ModelSource, allow_unsafe: bool = False) -> LoadedModel:
-    findings = policy.enforce_config(source.config, source.location, allow_unsafe)
+    findings = policy.vet(source, allow_unsafe)  # before anything reads the model with Keras or TensorFlow
     try:
         if source.kind == "callable":
             model = _from_callable(source.location)
             return _from_keras(source, model, tf_keras_model=True, findings=findings)
         if source.kind == "saved_model":
-            return _from_saved_model(source, allow_unsafe)
+            return _from_saved_model(source, findings)
         if source.keras == "keras3":
             return _from_keras(source, _load_keras3(source.location, allow_unsafe), tf_keras_model=False, findings=findings)
         return _from_keras(source, _load_tf_keras(source.location, allow_unsafe), tf_keras_model=True, findings=findings)
@@ -77,7 +78,7 @@ def load(source: ModelSource, allow_unsafe: bool = False) -> LoadedModel:
 def _load_tf_keras(path: str, allow_unsafe: bool):
     keras = tf_keras()
     if path.endswith((".h5", ".hdf5")):
-        # tf_keras' HDF5 loader has no safe mode; policy.enforce_config vetted the config above.
+        # tf_keras' HDF5 loader has no safe mode; policy.vet vetted the config above.
         return keras.models.load_model(path, compile=False)
     return keras.models.load_model(path, compile=False, safe_mode=not allow_unsafe)
 
@@ -159,7 +160,7 @@ def _input_name(tensor) -> str:
     return name.split(":")[0]
 
 
-def _from_saved_model(source: ModelSource, allow_unsafe: bool) -> LoadedModel:
+def _from_saved_model(source: ModelSource, findings: list[str]) -> LoadedModel:
     tf = tensorflow()
     try:
         loaded = tf.saved_model.load(source.location)
@@ -170,7 +171,6 @@ def _from_saved_model(source: ModelSource, allow_unsafe: bool) -> LoadedModel:
     if signature is None:
         have = ", ".join(loaded.signatures.keys()) or "none"
         raise BadInputError(f"{source.location}: SavedModel has no 'serving_default' signature (has: {have})")
-    findings = policy.enforce_graph(_op_types(signature.graph), source.location, allow_unsafe)
     in_specs = signature.structured_input_signature[1]
     out_specs = signature.structured_outputs
     inputs = tuple(TensorInfo(n, s.dtype.name, _shape(s.shape)) for n, s in sorted(in_specs.items()))
@@ -180,10 +180,3 @@ def _from_saved_model(source: ModelSource, allow_unsafe: bool) -> LoadedModel:
         return signature(**feed)
 
     return LoadedModel(source, IOContract(inputs, outputs), call, loaded, None, findings)
-
-
-def _op_types(graph) -> set[str]:
-    ops = {op.type for op in graph.get_operations()}
-    for fn in graph.as_graph_def().library.function:
-        ops.update(node.op for node in fn.node_def)
-    return ops

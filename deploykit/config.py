@@ -68,12 +68,9 @@ class BuildConfig:
 
     def to_json(self) -> dict:
         """The settings as the manifest records them: core keys, then one table per target."""
-        core = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "target_settings"}
-        doc = json.loads(json.dumps({k: asdict(v) if hasattr(v, "__dataclass_fields__") else v
-                                     for k, v in core.items()}, default=str))
-        for name, s in sorted(self.target_settings.items()):
-            doc[name] = json.loads(json.dumps(asdict(s), default=str))
-        return doc
+        doc = asdict(self)
+        doc.update(sorted(doc.pop("target_settings").items()))
+        return json.loads(json.dumps(doc, default=str))
 
 
 _CORE = [f.name for f in fields(BuildConfig) if f.name != "target_settings"]
@@ -100,14 +97,7 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
     if not isinstance(build, Mapping):
         raise BadInputError(f"{path}: [build] must be a table")
     try:
-        loader.check_keys(build, known_settings(), "")
-        for key in ("latency",):
-            if key in build and isinstance(build[key], Mapping):
-                loader.check_keys(build[key], loader.known_keys(LatencySettings), key)
-        for name, cls in _target_classes().items():
-            if isinstance(build.get(name), Mapping):
-                loader.check_keys(build[name], loader.known_keys(cls.settings_class), name)
-        make_config(build)  # every value's type and range, named with the file
+        make_config(build)  # every key, type and range, named with the file
     except BadInputError as exc:
         raise BadInputError(f"{path}: {exc.message}") from None
     return dict(build)
@@ -125,9 +115,7 @@ def make_config(file_settings: Mapping[str, Any] | None = None, **overrides: Any
             value = {**merged[key], **value}
         merged[key] = value
     classes = _target_classes()
-    unknown = sorted(set(merged) - set(known_settings()))
-    if unknown:
-        raise BadInputError(f"unknown build setting(s): {', '.join(unknown)}")
+    loader.check_keys(merged, known_settings(), "")
     tables: dict[str, dict] = {}
     for name, cls in classes.items():  # each target's table, plus its top-level keys
         raw = merged.pop(name, None)
@@ -135,9 +123,9 @@ def make_config(file_settings: Mapping[str, Any] | None = None, **overrides: Any
             raise BadInputError(f"{name}: expected a table of settings, got {raw!r}")
         table = dict(raw or {})
         for key in cls.top_level_settings:
-            if merged.get(key) is not None:
-                table[key] = merged.pop(key)
-            merged.pop(key, None)
+            value = merged.pop(key, None)
+            if value is not None:
+                table[key] = value
         tables[name] = table
     optimize = optimize_settings(merged.pop("optimize", None))  # unknown keys fail here, named
     cfg = loader.from_table(BuildConfig, merged, "", optimize=optimize)

@@ -66,6 +66,7 @@ class Runtimes:
 
     def __init__(self, cfg: BuildConfig, targets: Mapping[str, Target], calibration, work: Path) -> None:
         self.cfg, self.targets, self.calibration, self.work = cfg, targets, calibration, work
+        self._baseline: dict[Path, Target] = {}  # baseline artifact path -> the target that converted it
 
     def convert_like(self, model, records: list[ArtifactRecord]) -> dict[str, ArtifactRecord]:
         """Convert `model` with the same targets and variants as `records`: key -> record."""
@@ -78,15 +79,14 @@ class Runtimes:
         for name, variants in wanted.items():
             target = target_class(name)(self.cfg.settings_for(name))
             target.prepare(model, saved_model, self.calibration, self.cfg, root)
-            self.targets = {**self.targets, f"baseline:{name}": target}
             for variant in variants:
                 artifact = target.convert(variant, root / name, self.calibration, self.cfg)
-                built[f"{name}/{variant}"] = ArtifactRecord(artifact, records[0].inputs, {}, 0, rejected="baseline")
+                self._baseline[artifact.path] = target
+                built[f"{name}/{variant}"] = ArtifactRecord(artifact, records[0].inputs, {}, 0)
         return built
 
     def _target(self, record: ArtifactRecord) -> Target:
-        key = f"baseline:{record.target}" if record.rejected == "baseline" else record.target
-        return self.targets[key]
+        return self._baseline.get(record.artifact.path) or self.targets[record.target]
 
     def outputs(self, record: ArtifactRecord, inputs: Path) -> dict | None:
         """The artifact's outputs on `inputs`, from its runtime (the first backend), or None."""

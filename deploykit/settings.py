@@ -12,7 +12,7 @@ import collections.abc
 import tomllib
 import types
 import typing
-from dataclasses import MISSING, fields, is_dataclass
+from dataclasses import fields, is_dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Mapping, TypeVar
@@ -120,17 +120,6 @@ def coerce(hint: Any, value: Any, where: str) -> Any:
         val_hint = args[1] if len(args) == 2 else Any
         return {str(k): coerce(val_hint, v, f"{where}.{k}") for k, v in value.items()}
     return value
-
-
-def defaults(cls: type) -> dict[str, Any]:
-    """Field -> default value (for help texts)."""
-    out = {}
-    for f in fields(cls):
-        if f.default is not MISSING:
-            out[f.name] = f.default
-        elif f.default_factory is not MISSING:  # type: ignore[misc]
-            out[f.name] = f.default_factory()  # type: ignore[misc]
-    return out
 
 
 def _name(hint: Any) -> str:

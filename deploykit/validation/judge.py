@@ -9,6 +9,7 @@ value of each metric over the backends, and the artifact passes only when every 
 """
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Mapping
 
@@ -54,10 +55,10 @@ def check_parity(target: Target, record: ArtifactRecord, contract: IOContract, r
     for backend, candidate in outputs.items():
         metrics, found = parity.compare(contract, reference, candidate, record.budget)
         if len(outputs) > 1:  # name the backend when there is more than one
-            found = [parity.Failure(f.kind, f"[{backend}] {f.message}", f.output, f.metric, f.value, f.budget)
-                     for f in found]
-        failures += [f.to_json() for f in found]
-        judged.backends[backend] = BackendParity(metrics, [f.to_json() for f in found], not found)
+            found = [replace(f, message=f"[{backend}] {f.message}") for f in found]
+        docs = [f.to_json() for f in found]
+        failures += docs
+        judged.backends[backend] = BackendParity(metrics, docs, not found)
     judged.outputs = parity.worst_metrics([b.outputs for b in judged.backends.values()])
     judged.passed = not failures
     if len(outputs) == 1:  # one backend: its figures are the record's, nothing to add

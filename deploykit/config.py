@@ -37,7 +37,8 @@ class BuildConfig:
     targets: tuple[str, ...] = ()  # () = the targets that declare themselves default (tflite)
     quantize: tuple[str, ...] | None = None  # None = every variant of each target
     out: str = DEFAULT_OUT
-    allow_unsafe_deserialization: bool = False
+    allow_unsafe_deserialization: bool = False  # Keras safe mode off (Lambda layers load), still sandboxed
+    trust_model: bool = False  # load and convert the model without the sandbox (workers still separate it)
     parity_samples: int = 500  # at most this many rows of the data are compared
     calibration_samples: int = 200  # at most this many rows calibrate full-integer variants
     seed: int = 0

@@ -1,35 +1,39 @@
 """`build()`: model in, validated artifacts and a manifest out.
 
-The data flows top to bottom: settings -> model -> data and reference outputs -> canonical
-SavedModel -> each target's preflight -> conversions (side by side) -> validation in each runtime
--> manifest -> the staging folder renamed into place. One TensorFlow import, one model load.
+The data flows top to bottom: settings -> the model vetted by the policy (in this process, no
+TensorFlow) -> the intake worker (load or train, optimize, data, reference outputs, canonical
+SavedModel, every target's preflight) -> one convert worker per artifact, side by side -> validation
+in each runtime -> manifest -> the staging folder renamed into place.
+
+This process holds the output folder and its lock and never imports TensorFlow: the model is only
+ever loaded and run in worker processes (`deploykit.worker`, jobs in `deploykit.modelwork`),
+sandboxed with bubblewrap (`deploykit.sandbox`) unless the model is trusted. A worker that crashes,
+hangs or runs out of memory while converting fails that artifact (exit 3 at the end), not the build.
 """
 from __future__ import annotations
 
+import os
 import shutil
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
 from deploykit import manifest as manifest_mod
-from deploykit.arrays import save_npz
+from deploykit import sandbox, worker
+from deploykit.arrays import read_npz, save_npz
 from deploykit.config import BuildConfig, load_config_file, make_config
-from deploykit.digests import file_sha256
-from deploykit.errors import BadInputError, BudgetError
-from deploykit.intake import data as data_mod
+from deploykit.contract import IOContract
+from deploykit.errors import BadInputError, BudgetError, DeployKitError
+from deploykit.intake import policy
 from deploykit.intake.sniff import sniff
 from deploykit.output import OutputFolder
 from deploykit.progress import Reporter, silent
-from deploykit.records import ArtifactRecord
+from deploykit.records import ArtifactRecord, Parity
 from deploykit.runner import map_jobs
-from deploykit.targets import Target, resolve, target_class
+from deploykit.targets import Artifact, Target, resolve, target_class
 from deploykit.validation import judge, parity
 from deploykit.version import __version__
-
-RANDOM_DATA_WARNING = (
-    "no --data given: parity inputs are generated from the model signature (random values); "
-    "int8/int16x8 calibration on random data gives poor accuracy, pass representative --data"
-)
 
 
 def build(model: str | None = None, data: str | None = None, targets=None, quantize=None,
@@ -59,30 +63,80 @@ def plan_variants(cfg: BuildConfig, targets: Mapping[str, Target]) -> dict[str, 
     return plan
 
 
+def sandboxing(cfg: BuildConfig, source) -> bool:
+    """Whether model work runs sandboxed. A model file from elsewhere: always, unless
+    `--trust-model`; where the sandbox cannot start it is refused (exit 4). A module:function
+    builder and a training config are the user's own code (they may read the user's files): never.
+    The bundled example: when the sandbox is available."""
+    if source is not None and source.kind == "callable" or cfg.train_config or cfg.trust_model:
+        return False
+    if source is None:
+        return sandbox.unavailable_reason() is None
+    sandbox.require(source.location)
+    return True
+
+
+@dataclass
+class Converter:
+    """Runs convert workers for one preflight (`prepared`: the intake's or a `prepare` job's answer)."""
+
+    cfg: BuildConfig
+    prepared: dict
+    model_file: str | None
+    calibration: Path
+    sandboxed: bool
+    reads: list
+
+    def convert(self, name: str, variant: str, dest_root: Path, work: Path) -> Artifact | str:
+        """The artifact, moved to `dest_root/name/...`; or why its conversion failed (a string)."""
+        scratch = work / f"convert-{name}-{variant}"
+        target = self.prepared["targets"][name]
+        request = {"work": str(scratch), "target": name, "variant": variant, "plan": target["plan"],
+                   "prepared": target["prepared"], "saved_model": self.prepared["saved_model"],
+                   "model_file": self.model_file, "calibration": str(self.calibration)}
+        try:
+            answer = worker.call("convert", request, scratch=scratch, sandboxed=self.sandboxed, reads=self.reads,
+                                 config=self.cfg, label=f"convert {name}/{variant}")
+        except BadInputError:  # a refusal (unsupported ops, bad settings): the build's error
+            raise
+        except DeployKitError as exc:  # crashed, hung, out of memory, or a converter bug
+            return f"conversion failed: {exc.message}"
+        out = (scratch / "out").resolve()
+        produced = worker.inside(out, answer["path"])
+        _refuse_links(produced)
+        final = dest_root / name / produced.relative_to(out)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        os.rename(produced, final)
+        return Artifact(name, variant, final, answer.get("details") or {})
+
+
 class Runtimes:
     """Conversion and runtime calls with the build's targets, for the optimize stage: it asks the
     pipeline for its unoptimized baseline artifacts and their outputs instead of reaching into the
     targets and validation itself."""
 
-    def __init__(self, cfg: BuildConfig, targets: Mapping[str, Target], calibration, work: Path) -> None:
-        self.cfg, self.targets, self.calibration, self.work = cfg, targets, calibration, work
+    def __init__(self, cfg: BuildConfig, targets: Mapping[str, Target], converter: Converter, work: Path) -> None:
+        self.cfg, self.targets, self.converter, self.work = cfg, targets, converter, work
         self._baseline: dict[Path, Target] = {}  # baseline artifact path -> the target that converted it
 
-    def convert_like(self, model, records: list[ArtifactRecord]) -> dict[str, ArtifactRecord]:
-        """Convert `model` with the same targets and variants as `records`: key -> record."""
+    def convert_like(self, model_file: str, records: list[ArtifactRecord]) -> dict[str, ArtifactRecord]:
+        """Convert the model in `model_file` with the same targets and variants as `records`."""
         root = self.work / "baseline"
-        saved_model = model.export_saved_model(root / "saved_model")
-        wanted: dict[str, list[str]] = {}
-        for r in records:
-            wanted.setdefault(r.target, []).append(r.variant)
+        names = sorted({r.target for r in records})
+        c = self.converter
+        prepared = worker.call("prepare", {"work": str(root / "prepare"), "model_file": model_file, "targets": names,
+                                           "calibration": str(c.calibration)},
+                               scratch=root / "prepare", sandboxed=c.sandboxed, reads=c.reads, config=self.cfg,
+                               label="optimize baseline: preflight")
+        baseline = Converter(self.cfg, prepared["preflight"], model_file, c.calibration, c.sandboxed,
+                             [*c.reads, root / "prepare"])
         built = {}
-        for name, variants in wanted.items():
-            target = target_class(name)(self.cfg.settings_for(name))
-            target.prepare(model, saved_model, self.calibration, self.cfg, root)
-            for variant in variants:
-                artifact = target.convert(variant, root / name, self.calibration, self.cfg)
-                self._baseline[artifact.path] = target
-                built[f"{name}/{variant}"] = ArtifactRecord(artifact, records[0].inputs, {}, 0)
+        for r in records:
+            artifact = baseline.convert(r.target, r.variant, root, root)
+            if isinstance(artifact, Artifact):
+                artifact = self.targets[r.target].after_convert(artifact)
+                self._baseline[artifact.path] = self.targets[r.target]
+                built[r.key] = ArtifactRecord(artifact, records[0].inputs, {}, 0)
         return built
 
     def _target(self, record: ArtifactRecord) -> Target:
@@ -108,49 +162,47 @@ def run(cfg: BuildConfig, rep: Reporter) -> dict:
         t.check_runtime(cfg)
     if cfg.model and cfg.train_config:
         raise BadInputError("--model and --train-config: give one (--train-config trains the model to build)")
-    source = sniff(cfg.model) if cfg.model else None  # bad paths fail before TensorFlow loads
+    source = sniff(cfg.model) if cfg.model else None  # bad paths fail before any worker starts
+    findings = policy.vet(source, cfg.allow_unsafe_deserialization) if source else []  # the first wall
+    sandboxed = sandboxing(cfg, source)  # the second
+    for t in targets.values():
+        t.sandboxed = sandboxed
     timings: dict[str, float] = {}
 
     with OutputFolder(cfg.out) as folder:
         staging, work = folder.staging, folder.staging / ".work"
         work.mkdir()
-        # 1. model and data -------------------------------------------------------------------
+        # 1. the intake worker: model, data, reference outputs, canonical SavedModel, preflights -------
+        intake_dir = work / "intake"
+        reads = [p for p in (cfg.model if source and source.kind != "callable" else None, cfg.data) if p]
         label = "load model" if source else f"train {cfg.train_config}" if cfg.train_config else "train the bundled example (digits CNN)"
-        with rep.step(label):
+        with rep.step(f"{label}, reference outputs, preflight {', '.join(names)}" + (" (sandboxed)" if sandboxed else "")):
             t0 = time.perf_counter()
-            model, inputs, data_facts, example, training = _model_and_data(cfg, source, rep, work)
-            timings["load_seconds"] = time.perf_counter() - t0
-        optimized = None
-        if cfg.optimize.requested:  # prune / cluster / QAT: every target then converts the stripped model
-            from deploykit import optimize
-
-            with rep.step(f"optimize: {cfg.optimize.describe()}"):
-                optimized = optimize.apply(model, cfg, work, rep)
-            model = optimized.model
-        parity_in = data_mod.take(inputs, cfg.parity_samples)
-        calibration = data_mod.take(inputs, cfg.calibration_samples)
-        data_facts.update(rows=_rows(inputs), parity_rows=_rows(parity_in), calibration_rows=_rows(calibration))
-        with rep.step(f"reference outputs on {data_facts['parity_rows']} rows"):
-            reference = model.predict(parity_in)
-        for warning in parity.check_reference(reference, model.source.location):
+            facts = _intake(cfg, source, names, intake_dir, sandboxed, reads)
+            timings["intake_seconds"] = time.perf_counter() - t0
+        for warning in facts["data"]["warnings"]:
             rep.warn(warning)
-            data_facts["warnings"].append(warning)
+        if facts["source"]["optimizable"] is False and source is not None:
+            rep.info(f"note: {facts['source']['note']}")
+        contract = IOContract.from_json(facts["contract"])
         (staging / "validation").mkdir()
         inputs_npz, reference_npz = staging / "validation" / "inputs.npz", staging / "validation" / "reference.npz"
-        save_npz(inputs_npz, parity_in)
+        save_npz(inputs_npz, read_npz(intake_dir / "inputs.npz", "the intake worker's inputs"))  # re-read safely
+        reference = read_npz(intake_dir / "reference.npz", "the intake worker's reference outputs")
         save_npz(reference_npz, reference)
-        with rep.step("export canonical SavedModel"):
-            saved_model = model.export_saved_model(work / "saved_model")
+        if (intake_dir / "training").is_dir():  # the run's model and metrics ship with the build
+            _refuse_links(intake_dir / "training")
+            os.rename(intake_dir / "training", staging / "training")
+        target_facts = {n: facts["preflight"]["targets"][n]["facts"] for n in names}
 
-        # 2. preflight and conversion -------------------------------------------------------------
-        target_facts = {}
-        for name, target in targets.items():
-            with rep.step(f"preflight {name}"):
-                target_facts[name] = target.prepare(model, saved_model, calibration, cfg, work)
+        # 2. conversion: one worker per artifact, side by side --------------------------------------
+        converter = Converter(cfg, facts["preflight"], facts.get("model_file"), intake_dir / "calibration.npz",
+                              sandboxed, [*reads, intake_dir])
         jobs = [(name, v) for name in names for v in variants[name]]
         t0 = time.perf_counter()
         with rep.step(f"convert {len(jobs)} artifact(s)"):
-            artifacts = map_jobs(lambda j: targets[j[0]].convert(j[1], staging / j[0], calibration, cfg), jobs, cfg.jobs)
+            converted = map_jobs(lambda j: converter.convert(j[0], j[1], staging, work), jobs, cfg.jobs)
+        artifacts = [targets[a.target].after_convert(a) for a in converted if isinstance(a, Artifact)]
         timings["convert_seconds"] = time.perf_counter() - t0
 
         # 3. validation in each runtime ---------------------------------------------------------
@@ -159,30 +211,33 @@ def run(cfg: BuildConfig, rep: Reporter) -> dict:
         t0 = time.perf_counter()
         label = "parity" + (" and latency" if cfg.latency.enabled else "")
         with rep.step(f"validate {len(records)} artifact(s): {label}"):
-            judge.judge(records, targets, model.contract, reference, measure=cfg.latency.enabled,
+            judge.judge(records, targets, contract, reference, measure=cfg.latency.enabled,
                         settings=cfg.latency, work=work, jobs=cfg.jobs)
         timings["validate_seconds"] = time.perf_counter() - t0
+        for (name, variant), a in zip(jobs, converted):  # failed conversions: records without an artifact
+            if not isinstance(a, Artifact):
+                rep.warn(f"{name}/{variant}: {a}")
+                records.append(_failed_record(name, variant, a, staging, targets, cfg))
         for r in records:
             rep.info(_summary_line(r))
         for name, t in targets.items():  # e.g. js auto-selection, serving --push
-            facts = t.after_validation(records, rep)
-            if facts:
-                target_facts[name].update(facts)
+            extra = t.after_validation([r for r in records if r.artifact.path is not None], rep)
+            if extra:
+                target_facts[name].update(extra)
         for r in records:
             if r.rejected:  # kept out of the output; the target's facts say why
                 shutil.rmtree(r.artifact.path)
         kept = [r for r in records if not r.rejected]
         # what the optimization bought, against the unoptimized artifacts (deploykit/optimize)
         opt_section = None
-        if optimized:
-            opt_section = optimized.report(kept, Runtimes(cfg, targets, calibration, work), cfg, rep)
+        if "optimize" in facts:
+            opt_section = _optimized(cfg, facts, contract, intake_dir).report(
+                [r for r in kept if r.artifact.path is not None], Runtimes(cfg, targets, converter, work), cfg, rep)
 
         # 4. manifest and commit ------------------------------------------------------------------
         shutil.rmtree(work)
         timings["total_seconds"] = time.perf_counter() - started
-        doc = _manifest(cfg, model, data_facts, example, target_facts, records, staging, timings)
-        if training:
-            doc["training"] = training
+        doc = _manifest(cfg, facts, findings, target_facts, records, staging, timings, sandboxed)
         if opt_section:
             doc["optimize"] = opt_section
             doc["passed"] = doc["passed"] and opt_section["passed"]
@@ -203,62 +258,44 @@ def run(cfg: BuildConfig, rep: Reporter) -> dict:
     return doc
 
 
-def _model_and_data(cfg: BuildConfig, source, rep: Reporter, work: Path):
-    """(model, inputs by name, data facts, example facts or None, training metrics or None)."""
-    from deploykit.intake import loader
-
-    example = training = None
-    if source is None:  # train first: the bundled example, or the user's fit-stage config
-        model, inputs, training = _train(cfg, rep, work)
-        origin = "training" if cfg.train_config else "example"
-        facts = {"origin": origin, "path": cfg.train_config, "sha256": None, "warnings": []}
-        if not cfg.train_config:
-            example = {"name": "digits_cnn", "dataset": "sklearn.datasets.load_digits", "epochs": cfg.example_epochs,
-                       "validation_accuracy": training["final_validation"].get("accuracy")}
-    else:
-        model = loader.load(source, cfg.allow_unsafe_deserialization)
-        if not model.optimizable:
-            rep.info(f"note: {loader.OPTIMIZE_NOTE}")
-    if cfg.data:
-        inputs = data_mod.load_npz(cfg.data, model.contract)
-        facts = {"origin": "file", "path": str(cfg.data), "sha256": file_sha256(Path(cfg.data)), "warnings": []}
-    elif source is not None:
-        rep.warn(RANDOM_DATA_WARNING)
-        inputs = data_mod.generate(model.contract, seed=cfg.seed)
-        facts = {"origin": "generated", "path": None, "sha256": None, "warnings": [RANDOM_DATA_WARNING]}
-    return model, inputs, facts, example, training
+def _intake(cfg: BuildConfig, source, names: list[str], scratch: Path, sandboxed: bool, reads: list) -> dict:
+    request = {"work": str(scratch), "model": cfg.model, "targets": names}
+    try:
+        return worker.call("intake", request, scratch=scratch, sandboxed=sandboxed, reads=reads, config=cfg,
+                           label="load model")
+    except worker.WorkerFailed as exc:  # the model's own code or a TensorFlow crash while loading it
+        where = source.location if source else (cfg.train_config or "the bundled example")
+        raise BadInputError(f"{where}: the model worker failed: {exc.message}") from None
 
 
-def _train(cfg: BuildConfig, rep: Reporter, work: Path):
-    """Run the fit stage in this process; the trained model's validation rows are the parity data."""
-    from deploykit.fit.config import load_train_config
-    from deploykit.fit.data import validation_inputs
-    from deploykit.fit.trainer import train_model
-    from deploykit.intake import example as example_mod
-    from deploykit.intake import loader
-    from deploykit.intake.sniff import ModelSource
+def _optimized(cfg: BuildConfig, facts: dict, contract: IOContract, intake_dir: Path):
+    """The optimize stage's answer, rebuilt in this process from what the intake worker wrote."""
+    from types import SimpleNamespace
 
-    if cfg.train_config:
-        tcfg = load_train_config(cfg.train_config)
-        source = ModelSource("training", f"train-config:{cfg.train_config}", keras="tf_keras",
-                             sha256=file_sha256(Path(cfg.train_config)))
-    else:  # the bundled example goes through the same stage (mirrored strategy on CPU)
-        tcfg = load_train_config(None, epochs=cfg.example_epochs, seed=cfg.seed, batch_size=32, tensorboard=False)
-        source = example_mod.SOURCE
-    if tcfg.distributed:
-        raise BadInputError(f"{cfg.train_config}: strategy {tcfg.strategy} runs as several processes: train with "
-                            "`deploykit train --config FILE --local-workers N --out RUN`, then build --model RUN/model.keras")
-    keras_model, metrics = train_model(tcfg, work / "run", rep)
-    kept = work.parent / "training"  # the run's model and metrics ship with the build
-    kept.mkdir()
-    for name in ("model.keras", "metrics.json", "history.jsonl"):
-        shutil.copy2(work / "run" / name, kept / name)
-    model = loader._from_keras(source, keras_model, tf_keras_model=True, findings=[])
-    inputs = validation_inputs(tcfg, keras_model, max(cfg.parity_samples, cfg.calibration_samples))
-    keep = ("strategy", "replicas", "num_workers", "global_batch_size", "per_replica_batch_size", "shard_policy",
-            "steps_per_epoch", "epochs", "epochs_completed", "history", "final_validation", "wall_time_s",
-            "fit_time_s", "examples_per_sec", "config")
-    return model, inputs, {k: metrics[k] for k in keep}
+    from deploykit.optimize import Optimized
+    from deploykit.optimize.finetune import Labelled
+
+    opt = facts["optimize"]
+    x_valid = read_npz(intake_dir / "optimize-valid-inputs.npz", "validation rows")
+    y_valid = read_npz(intake_dir / "optimize-valid-labels.npz", "validation labels")["y"]
+    data = Labelled({}, y_valid[:0], x_valid, y_valid, "intake", opt["kind"])
+    return Optimized(original=opt["baseline_file"], model=SimpleNamespace(contract=contract), data=data,
+                     settings=cfg.optimize, facts=opt["facts"])
+
+
+def _refuse_links(path: Path) -> None:
+    """A worker's output holds no symbolic links (one could point at a file of the user's)."""
+    for p in [path, *(path.rglob("*") if path.is_dir() else [])]:
+        if p.is_symlink():
+            raise worker.WorkerFailed(f"a worker's output holds a symbolic link: {p.name}")
+
+
+def _failed_record(name, variant, reason, staging, targets, cfg) -> ArtifactRecord:
+    record = ArtifactRecord(Artifact(name, variant, None, {"error": reason}), staging / "validation" / "inputs.npz",
+                            judge.budget_for(type(targets[name]), variant, cfg.budgets), 0)
+    record.parity = Parity(0, None, None)
+    record.failures = [parity.Failure("conversion", reason).to_json()]
+    return record
 
 
 def _rows(arrays: dict) -> int:
@@ -271,17 +308,17 @@ def _summary_line(r: ArtifactRecord) -> str:
     return f"{verdict} {r.key}: {r.bytes:,} bytes{speed}"
 
 
-def _manifest(cfg, model, data_facts, example, target_facts, records, staging: Path, timings) -> dict:
-    from deploykit.intake.loader import OPTIMIZE_NOTE
-
+def _manifest(cfg, facts, findings, target_facts, records, staging: Path, timings, sandboxed: bool) -> dict:
     # sizes are relative to each target's float32 artifact, even one a hook rejected (--js-quantize auto)
     float_bytes = {r.target: r.bytes for r in records if r.variant == "float32"}
-    artifacts = [r.to_manifest(staging, manifest_mod.artifact_digest(r.artifact.path)[0], float_bytes.get(r.target)).to_json()
-                 for r in records if not r.rejected]
-    source = {**model.source.to_json(), "optimizable": model.optimizable,
-              "policy_findings_allowed": list(model.findings)}
-    if not model.optimizable:
-        source["note"] = OPTIMIZE_NOTE
+    artifacts = []
+    for r in records:
+        if r.rejected:
+            continue
+        digest = manifest_mod.artifact_digest(r.artifact.path)[0] if r.artifact.path is not None else None
+        artifacts.append(r.to_manifest(staging, digest, float_bytes.get(r.target)).to_json())
+    source = {**facts["source"], "policy_findings_allowed": list(findings)}
+    data_facts, example = facts["data"], facts.get("example")
     doc = {
         "schema_version": manifest_mod.SCHEMA_VERSION,
         "deploykit_version": __version__,
@@ -290,7 +327,9 @@ def _manifest(cfg, model, data_facts, example, target_facts, records, staging: P
         "source": source,
         "config": {"hash": cfg.config_hash(), "settings": cfg.to_json()},
         "environment": manifest_mod.environment(),
-        "contract": model.contract.to_json(),
+        "contract": facts["contract"],
+        "isolation": {"workers": "process per job", "sandbox": "bubblewrap" if sandboxed else None,
+                      "trusted_model": not sandboxed},
         "data": {
             **data_facts,
             "inputs": "validation/inputs.npz",
@@ -303,4 +342,6 @@ def _manifest(cfg, model, data_facts, example, target_facts, records, staging: P
     }
     if example:
         doc["example"] = example
+    if facts.get("training"):
+        doc["training"] = facts["training"]
     return doc

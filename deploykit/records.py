@@ -115,7 +115,8 @@ class ArtifactRecord:
 
     def to_manifest(self, root: Path, sha256: str, float32_bytes: int | None) -> ManifestEntry:
         a = self.artifact
-        return ManifestEntry(a.target, a.variant, a.path.relative_to(root).as_posix(), sha256, self.bytes,
+        path = a.path.relative_to(root).as_posix() if a.path is not None else None  # None: conversion failed
+        return ManifestEntry(a.target, a.variant, path, sha256, self.bytes,
                              (self.bytes / float32_bytes) if float32_bytes else None, dict(a.details), self.budget,
                              self.parity, self.latency, self.failures, self.passed)
 

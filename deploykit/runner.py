@@ -16,6 +16,7 @@ import shutil
 import signal
 import subprocess
 import threading
+import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -50,7 +51,11 @@ def map_jobs(fn: Callable, items: Iterable, jobs: int) -> list:
         pool.shutdown(wait=True)
 
 
-def run_child(cmd: list[str], request: dict, work: Path, *, timeout: float, label: str, env: dict | None = None) -> dict:
+def run_child(cmd: list[str], request: dict, work: Path, *, timeout: float, label: str, env: dict | None = None,
+              memory_mb: int | None = None) -> dict:
+    """Run `cmd REQUEST.json` and return the JSON it wrote to `request["response"]`, or
+    {"ok": False, "error": ...} when it crashed, hung past `timeout` or (with `memory_mb`) its
+    process tree's resident memory went past the cap."""
     token = uuid.uuid4().hex[:8]
     req_path = work / f"{token}.request.json"
     resp_path = work / f"{token}.response.json"
@@ -68,6 +73,7 @@ def run_child(cmd: list[str], request: dict, work: Path, *, timeout: float, labe
         except OSError as exc:
             return {"ok": False, "error": f"{label}: cannot start runtime ({exc})"}
         _live.add(proc)
+    over_memory = _watch_memory(proc, memory_mb) if memory_mb else None
     try:
         _stdout, stderr = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -82,6 +88,8 @@ def run_child(cmd: list[str], request: dict, work: Path, *, timeout: float, labe
             proc.wait()
     if _stopping.is_set():
         return {"ok": False, "error": f"{label}: stopped (interrupted)"}
+    if over_memory is not None and over_memory.is_set():
+        return {"ok": False, "error": f"{label}: ran out of memory (more than {memory_mb} MB resident; killed)"}
     if resp_path.exists():
         try:
             result = json.loads(resp_path.read_text())
@@ -94,6 +102,39 @@ def run_child(cmd: list[str], request: dict, work: Path, *, timeout: float, labe
         name = signal.Signals(-proc.returncode).name
         return {"ok": False, "error": f"{label}: runtime crashed ({name}){tail}"}
     return {"ok": False, "error": f"{label}: runtime exited with code {proc.returncode}{tail}"}
+
+
+def _watch_memory(proc: subprocess.Popen, cap_mb: int) -> threading.Event:
+    """Poll the resident memory of `proc` and its children; kill them all past `cap_mb`."""
+    import psutil
+
+    tripped = threading.Event()
+
+    def watch():
+        try:
+            root = psutil.Process(proc.pid)
+            while proc.poll() is None:
+                tree = [root, *root.children(recursive=True)]
+                rss = 0
+                for p in tree:
+                    try:
+                        rss += p.memory_info().rss
+                    except psutil.Error:
+                        pass
+                if rss > cap_mb * 2**20:
+                    tripped.set()
+                    for p in reversed(tree):
+                        try:
+                            p.kill()
+                        except psutil.Error:
+                            pass
+                    return
+                time.sleep(0.2)
+        except psutil.Error:
+            return
+
+    threading.Thread(target=watch, daemon=True, name=f"memory-watch-{proc.pid}").start()
+    return tripped
 
 
 def _tail(stderr: str, lines: int = 3) -> str:

@@ -51,7 +51,10 @@ def _with_target_options(fn):
 @click.option("--out", metavar="DIR", help="Output folder (default: deploykit-out). Replaced only by a build that passes.")
 @click.option("--config", "config_file", metavar="FILE.toml", help="Settings file (budgets, latency, ...); flags override it.")
 @click.option("--allow-unsafe-deserialization", is_flag=True, default=None,
-              help="Load models that carry code (e.g. Lambda layers). Only for files you trust.")
+              help="Load models that carry code (e.g. Lambda layers); they still load in the sandbox. Only for files you trust.")
+@click.option("--trust-model", is_flag=True, default=None,
+              help="Load and convert the model without the sandbox (bubblewrap), in plain worker processes. "
+                   "Needed where the sandbox cannot start; only for models you trust.")
 @click.option("--no-latency", is_flag=True, help="Skip latency benchmarks (parity still runs).")
 @click.option("--jobs", type=int, metavar="N", help="Conversions and parity runs side by side (default: 2).")
 @click.option("--prune", type=float, metavar="SPARSITY", help="Prune to this sparsity (e.g. 0.8) with fine-tuning; see [optimize].")
@@ -61,7 +64,7 @@ def _with_target_options(fn):
 @click.option("--json", "as_json", is_flag=True, help="Print the manifest (or the error) as JSON on stdout.")
 @click.option("--quiet", is_flag=True, help="No progress lines on stderr (warnings and errors still print).")
 @click.option("--debug", is_flag=True, help="Print tracebacks for internal errors and TensorFlow's native logs.")
-def build(model, data, train_config, targets, quantize, out, config_file, allow_unsafe_deserialization,
+def build(model, data, train_config, targets, quantize, out, config_file, allow_unsafe_deserialization, trust_model,
           no_latency, jobs, prune, qat, cluster, as_json, quiet, debug, **target_flags):
     """Build artifacts for the target(s), validate each in its runtime, write OUT/manifest.json."""
 
@@ -83,7 +86,7 @@ def build(model, data, train_config, targets, quantize, out, config_file, allow_
                 tables.setdefault(name, {})[key] = value
         cfg = make_config(
             file_settings, model=model, data=data, train_config=train_config, targets=_csv(targets), quantize=_csv(quantize),
-            out=out, allow_unsafe_deserialization=allow_unsafe_deserialization,
+            out=out, allow_unsafe_deserialization=allow_unsafe_deserialization, trust_model=trust_model,
             jobs=jobs, **tables,
         )
         return run_build(cfg, for_terminal(quiet))

@@ -90,6 +90,10 @@ class Target(ABC):
 
     def __init__(self, settings: Any = None) -> None:
         self.settings = settings if settings is not None else self.settings_class()
+        self.plan: dict = {}
+        # run model code (in-process checks, Python harnesses) inside the sandbox; the pipeline
+        # clears it for a trusted model (`--trust-model`, a module:function builder)
+        self.sandboxed = True
 
     @classmethod
     def describe(cls) -> dict:
@@ -136,13 +140,31 @@ class Target(ABC):
         return None
 
     # ---- the three steps -----------------------------------------------------------------------
+    # `prepare` runs once per build in the intake worker, with the model; each `convert` runs in a
+    # worker of its own, on a fresh instance that `resume` gave the preflight's state. So whatever
+    # convert needs from prepare is JSON in `plan_state()` or a file in prepare's `work` folder.
     @abstractmethod
     def prepare(self, model: "LoadedModel", saved_model: Path, data: Mapping, config: "BuildConfig", work: Path) -> dict:
-        """Preflight (e.g. unsupported ops) and plan; returns facts for the manifest."""
+        """Preflight (e.g. unsupported ops) and plan; returns facts for the manifest. `work` is
+        this target's own folder, handed to `resume` in each convert worker."""
+
+    def plan_state(self) -> dict:
+        """After `prepare`: what a convert worker needs (JSON). Default: `self.plan`."""
+        return {"plan": dict(self.plan)}
+
+    def resume(self, state: dict, work: Path, model: Any) -> None:
+        """In a convert worker: restore `plan_state()`; `work` is prepare's folder, `model` a
+        handle whose `get()` loads the model (only if this variant needs it)."""
+        self.plan = dict(state.get("plan") or {})
 
     @abstractmethod
     def convert(self, variant: str, dest: Path, calibration: Mapping, config: "BuildConfig") -> Artifact:
-        """Write one variant under `dest` (a folder inside the staging area)."""
+        """Write one variant under `dest` (the worker's output folder, moved into the staging area)."""
+
+    def after_convert(self, artifact: Artifact) -> Artifact:
+        """In the build process, after a worker converted `artifact` (already in the staging area):
+        work that needs the host, e.g. building a Docker image. Default: nothing."""
+        return artifact
 
     @abstractmethod
     def run(self, request: RunRequest, work: Path) -> dict:

@@ -49,14 +49,23 @@ class NumpyTarget(Target):
                 self._weights[f"{i}_{j}"] = w
             spec["weights"] = [f"{i}_{j}" for j in range(len(layer.get_weights()))]
             self._layers.append(spec)
-        self._contract = model.contract
+        self._names = (model.contract.input_names[0], model.contract.output_names[0])
+        np.savez(work / "weights.npz", **self._weights)  # convert runs in another process: see resume
         return {"layers": len(self._layers), "threads": self.settings.threads}
+
+    def plan_state(self) -> dict:
+        return {"layers": self._layers, "names": list(self._names)}
+
+    def resume(self, state, work, model) -> None:
+        self._layers, self._names = state["layers"], tuple(state["names"])
+        with np.load(work / "weights.npz", allow_pickle=False) as npz:
+            self._weights = {k: npz[k] for k in npz.files}
 
     def convert(self, variant, dest, calibration, config) -> Artifact:
         folder = dest / variant
         folder.mkdir(parents=True)
         dtype = np.float16 if variant == "float16" else np.float32
-        doc = {"layers": self._layers, "input": self._contract.input_names[0], "output": self._contract.output_names[0]}
+        doc = {"layers": self._layers, "input": self._names[0], "output": self._names[1]}
         (folder / "layers.json").write_text(json.dumps(doc, sort_keys=True))
         np.savez(folder / "weights.npz", **{k: v.astype(dtype) for k, v in self._weights.items()})
         return Artifact(self.name, variant, folder, {"weight_dtype": variant})

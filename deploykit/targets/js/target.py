@@ -75,9 +75,13 @@ class JSTarget(Target):
 
     def __init__(self, settings=None) -> None:
         super().__init__(settings)
-        self.plan: dict = {}
         self._saved_model: Path | None = None
+        self._keras = None  # the tf_keras model (layers format), or a handle that loads it
+        self._format = self.settings.format
+        self._shard_bytes = self.settings.shard_bytes
+        self._rewrites: dict[str, int] = {}
         self._probe: Path | None = None  # the preflight's float32 bundle, reused by convert
+        self._probe_seconds = 0.0
 
     @classmethod
     def check_settings(cls, settings) -> None:
@@ -108,12 +112,8 @@ class JSTarget(Target):
     def prepare(self, model, saved_model, data, config, work) -> dict:
         settings = self.settings
         self._saved_model, self._keras = saved_model, model.keras_model
-        self._format = settings.format
         if self._format == "layers":
             _check_layers_names(model)
-        self._backends = list(settings.backends)
-        self._shard_bytes = settings.shard_bytes
-        self._rewrites: dict[str, int] = {}
         probe = work / "js-preflight"
         started = time.perf_counter()
         try:
@@ -131,7 +131,7 @@ class JSTarget(Target):
         self.plan = {
             "format": f"{self._format}-model",
             "conversion_path": "saved_model" if self._format == "graph" else "keras_model",
-            "backends": list(self._backends),
+            "backends": list(settings.backends),
             "weight_shard_bytes": self._shard_bytes,
             "signature": {k: sorted(doc.get("signature", {}).get(k, {})) for k in ("inputs", "outputs")},
             "ops": sorted({n["op"] for n in doc["modelTopology"].get("node", [])} - {"Const", "Placeholder"}),
@@ -144,6 +144,14 @@ class JSTarget(Target):
             raise BadInputError(f"{model.source.location}: the TF.js model.json signature lost the name(s) "
                                 f"{', '.join(sorted(missing))}", details={"missing_names": sorted(missing)})
         return dict(self.plan)
+
+    def plan_state(self) -> dict:
+        return {"plan": dict(self.plan), "saved_model": str(self._saved_model), "probe_seconds": self._probe_seconds}
+
+    def resume(self, state, work, model) -> None:
+        super().resume(state, work, model)
+        self._saved_model, self._keras = Path(state["saved_model"]), model
+        self._probe, self._probe_seconds = work / "js-preflight", state["probe_seconds"]
 
     def _convert(self, dest: Path, dtype_map) -> None:
         from deploykit.tfenv import tensorflow
@@ -167,7 +175,8 @@ class JSTarget(Target):
         with _CONVERTER_LOCK, warnings.catch_warnings():
             # the converter saves an HDF5 copy internally; Keras warns that HDF5 is legacy
             warnings.filterwarnings("ignore", message=r".*saving your model as an HDF5 file")
-            save_keras_model(self._keras, str(dest), quantization_dtype_map=dtype_map,
+            keras = self._keras.get().keras_model if hasattr(self._keras, "get") else self._keras
+            save_keras_model(keras, str(dest), quantization_dtype_map=dtype_map,
                              weight_shard_size_bytes=self._shard_bytes)
 
     # ---- conversion ------------------------------------------------------------------------

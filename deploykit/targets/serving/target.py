@@ -25,6 +25,7 @@ user-given spec (e.g. the fit stage's dataset spec) is not wired in yet.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import subprocess
 import time
@@ -60,9 +61,8 @@ class ServingTarget(Target):
 
     def __init__(self, settings=None) -> None:
         super().__init__(settings)
-        self.plan: dict = {}
+        self._warmup: list[bytes] | None = None
         self._client = None
-        self._contract = None
         base = self.settings.base_image or os.environ.get("DEPLOYKIT_SERVING_BASE_IMAGE") or ctr.DEFAULT_BASE_IMAGE
         self._base_image = ctr.check_image_ref(base, "--base-image")
 
@@ -80,7 +80,6 @@ class ServingTarget(Target):
         from deploykit.tfenv import tensorflow
 
         tf = tensorflow()
-        self._contract = model.contract
         self._model_name = repo.model_name(model.source.location)
         self._source = model.source.location
         self._warmup = repo.warmup_requests(self._model_name, data)
@@ -96,9 +95,15 @@ class ServingTarget(Target):
             "inputs": model.contract.input_names, "base_image": self._base_image,
             "container_check": bool(self.settings.container),
         }
-        if self.settings.container and self._client is None:
-            self._client = ctr.client()
         return dict(self.plan)
+
+    def plan_state(self) -> dict:
+        return {"plan": dict(self.plan), "saved_model": str(self._saved_model), "source": self._source}
+
+    def resume(self, state, work, model) -> None:
+        super().resume(state, work, model)
+        self._saved_model, self._source = Path(state["saved_model"]), state["source"]
+        self._model_name = self.plan["model_name"]
 
     # ---- conversion: repository, Dockerfile, image ---------------------------------------------
     def convert(self, variant: str, dest: Path, calibration: Mapping, config) -> Artifact:
@@ -106,6 +111,8 @@ class ServingTarget(Target):
 
         started = time.perf_counter()
         root = dest  # staging/serving
+        if self._warmup is None:  # in a convert worker: the same records prepare made, from the same rows
+            self._warmup = repo.warmup_requests(self._model_name, calibration)
         version_dir = repo.write_version(root / "models" / self._model_name, VERSION, self._saved_model, self._warmup)
         (root / "models.config").write_text(repo.models_config([self._model_name]))
         (root / "batching_parameters.txt").write_text(repo.batching_parameters())
@@ -117,16 +124,24 @@ class ServingTarget(Target):
         }
         (root / "Dockerfile").write_text(ctr.render_dockerfile(**values))
         details = {**self.plan, "model_sha256": model_sha, "warmup_requests": len(self._warmup),
-                   "models_config": "models.config", "dockerfile": "Dockerfile"}
-        if self.settings.container:
-            details["image"] = self._build_image(root, model_sha)
-        details["convert_seconds"] = round(time.perf_counter() - started, 3)
+                   "models_config": "models.config", "dockerfile": "Dockerfile",
+                   "convert_seconds": round(time.perf_counter() - started, 3)}
         return Artifact(self.name, variant, root, details)
 
+    def after_convert(self, artifact: Artifact) -> Artifact:
+        """The image is built here, in the build process (the Docker daemon is not in the sandbox)."""
+        if not self.settings.container:
+            return artifact
+        started = time.perf_counter()
+        details = dict(artifact.details)
+        details["image"] = self._build_image(Path(artifact.path), details["model_sha256"])
+        details["convert_seconds"] = round(details["convert_seconds"] + time.perf_counter() - started, 3)
+        return Artifact(artifact.target, artifact.variant, artifact.path, details)
+
     def _build_image(self, root: Path, model_sha: str) -> dict:
-        c = self._client
+        c = self._client = self._client or ctr.client()
         _ensure_base(c, self._base_image)
-        tag = f"deploykit-serving/{self._model_name}:{model_sha[:12]}"
+        tag = f"deploykit-serving/{self.plan['model_name']}:{model_sha[:12]}"
         try:
             built = ctr.build_image(c, root, tag, {"org.deploykit.model.sha256": model_sha})
         except ctr.ContainerError as exc:
@@ -152,8 +167,9 @@ class ServingTarget(Target):
         """Every check's outputs, one .npz each: in process, then REST in both formats."""
         details = artifact.details
         version_dir = Path(artifact.path) / "models" / details["model_name"] / str(details["model_version"])
-        outputs = {"in-process": in_process(version_dir, inputs, check_examples=EXAMPLES_SIGNATURE in details["signatures"])}
-        names = self._contract.output_names if self._contract is not None else sorted(outputs["in-process"])
+        outputs = {"in-process": self._in_worker("in_process_job", version_dir, request,
+                                                 check_examples=EXAMPLES_SIGNATURE in details["signatures"])}
+        names = sorted(outputs["in-process"])
         runtime = "tf-serving[in-process]"
         if details.get("image"):
             with self._container(artifact) as (running, client, load_ms):
@@ -179,12 +195,26 @@ class ServingTarget(Target):
             load_ms = (time.perf_counter() - running.started) * 1000
             yield running, RestClient(running.rest_url, model, version=details["model_version"]), load_ms
 
+    def _in_worker(self, function: str, version_dir: Path, request: RunRequest, **extra):
+        """Load the repository's SavedModel in a worker (sandboxed unless the model is trusted)."""
+        from deploykit import worker
+
+        scratch = request.outputs.with_name(f"{request.outputs.name}.{function}")
+        job = {"function": f"{__name__}:{function}", "version_dir": str(version_dir), "inputs": str(request.inputs),
+               "work": str(scratch), "latency": dataclasses.asdict(request.latency), **extra}
+        result = worker.call("call", job, scratch=scratch, sandboxed=self.sandboxed, reads=[version_dir, request.inputs],
+                             timeout=600 + request.latency.max_seconds * 4, label=f"serving/{request.artifact.variant}")
+        if function == "in_process_job":
+            with np.load(worker.inside(scratch, result["outputs"]), allow_pickle=False) as npz:
+                return {k: npz[k] for k in npz.files}
+        return result
+
     def _runtime_version(self, details) -> str:
-        from deploykit.tfenv import tensorflow
+        from importlib.metadata import version
 
         image = details.get("image") or {}
         server = f"image {image['base_image']}" if image else "no container"
-        return f"{server}; in-process tensorflow {tensorflow().__version__}"
+        return f"{server}; in-process tensorflow {version('tensorflow')}"
 
     def _latency_run(self, artifact: Artifact, inputs: dict, request: RunRequest) -> dict:
         """Through the container when there is one (REST, then 1/4/16 clients), else in process."""
@@ -192,7 +222,8 @@ class ServingTarget(Target):
 
         details = artifact.details
         if not details.get("image"):  # --no-container, or a build without the image
-            return in_process_latency(artifact, inputs, request.latency)
+            version_dir = Path(artifact.path) / "models" / details["model_name"] / str(details["model_version"])
+            return self._in_worker("in_process_latency_job", version_dir, request)
         lat = request.latency
         with self._container(artifact) as (running, client, load_ms):
             timings, first_ms = sequential(client, inputs, lat.warmup, lat.iterations, lat.max_seconds)
@@ -339,14 +370,32 @@ def in_process(version_dir: Path, inputs: Mapping[str, np.ndarray], *, check_exa
     return result
 
 
-def in_process_latency(artifact: Artifact, inputs: Mapping[str, np.ndarray], lat) -> dict:
+def in_process_job(request: dict) -> dict:
+    """Worker job (deploykit.modelwork.call): `in_process` on the request's inputs, to an .npz."""
+    from deploykit.arrays import read_npz, save_npz
+
+    outputs = in_process(Path(request["version_dir"]), read_npz(request["inputs"], "parity inputs"),
+                         check_examples=request["check_examples"])
+    path = Path(request["work"]) / "in-process-outputs.npz"
+    save_npz(path, outputs)
+    return {"outputs": str(path)}
+
+
+def in_process_latency_job(request: dict) -> dict:
+    from deploykit.arrays import read_npz
+    from deploykit.config import LatencySettings
+
+    return in_process_latency(Path(request["version_dir"]), read_npz(request["inputs"], "parity inputs"),
+                              LatencySettings(**request["latency"]))
+
+
+def in_process_latency(version_dir: Path, inputs: Mapping[str, np.ndarray], lat) -> dict:
     from deploykit.tfenv import tensorflow
     from deploykit.validation.latency import timed_calls
 
     tf = tensorflow()
-    d = artifact.details
     t0 = time.perf_counter()
-    fn = tf.saved_model.load(str(Path(artifact.path) / "models" / d["model_name"] / str(d["model_version"]))).signatures["serving_default"]
+    fn = tf.saved_model.load(str(version_dir)).signatures["serving_default"]
     load_ms = (time.perf_counter() - t0) * 1000
     rows = [{k: tf.constant(v[i : i + 1]) for k, v in inputs.items()} for i in range(min(64, len(next(iter(inputs.values())))))]
     timings, first_ms = timed_calls(lambda i: fn(**rows[i % len(rows)]), lat.warmup, lat.iterations, lat.max_seconds)

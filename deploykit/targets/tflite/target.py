@@ -8,11 +8,11 @@ recurrent layers to builtin ops. If ops are still missing, refuse with exit 2 na
 from __future__ import annotations
 
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Mapping
 
+from deploykit import sandbox
 from deploykit.errors import MissingRuntimeError, UnsupportedOpsError
 from deploykit.runner import run_child
 from deploykit.targets import harness_path
@@ -21,11 +21,9 @@ from deploykit.targets.tflite import settings as tflite_settings
 from deploykit.targets.tflite.preflight import flex_ops, representative, rows
 from deploykit.tfenv import tensorflow
 
-# TFLiteConverter.from_saved_model/from_concrete_functions pass the source's type to the new
-# converter through a class attribute (read once, then reset): two constructed at once in threads
-# race, and one artifact records model type NONE in its CONVERSION_METADATA, so two builds of one
-# model differed by a byte. Construction is serialized; conversions still run side by side.
-_CONSTRUCT = threading.Lock()
+# Each conversion runs in a worker process of its own (deploykit.modelwork.convert): the converter's
+# global state (the source type it passes through a class attribute, a shared fixed-shape
+# tf.function) is never shared between two conversions, and a converter crash ends one worker.
 
 FULL_INTEGER = ("int8", "int16x8")
 BACKEND = "litert"  # the one backend: the LiteRT interpreter (CPU kernels, XNNPACK for float)
@@ -51,11 +49,13 @@ class TFLiteTarget(Target):
 
     def __init__(self, settings=None) -> None:
         super().__init__(settings)
-        self.plan: dict = {}
-        self._model = None
+        self._model = None  # a LoadedModel (prepare) or a ModelHandle (convert worker)
         self._saved_model: Path | None = None
         self._fixed_fn = None
+        self._sample_shapes: dict = {}
+        self._inputs: list[tuple[str, str]] = []  # (name, dtype) of the model's inputs
         self._probe: bytes | None = None  # the preflight's float32 flatbuffer, reused if it has no Flex ops
+        self._probe_seconds = 0.0
 
     def check_runtime(self, config=None) -> None:
         """The harness runs with this Python, so an import check here is representative."""
@@ -69,14 +69,14 @@ class TFLiteTarget(Target):
     # ---- preflight -------------------------------------------------------------------------
     def prepare(self, model, saved_model, data, config, work) -> dict:
         self._model, self._saved_model = model, saved_model
+        self._inputs = [(t.name, t.dtype) for t in model.contract.inputs]
+        self._sample_shapes = {k: list(v.shape[1:]) for k, v in data.items()}
         started = time.perf_counter()
         flatbuffer = self._converter("saved_model", select=True).convert()
         self._probe_seconds = time.perf_counter() - started
         flex = flex_ops(flatbuffer)
         path = "saved_model"
         if flex:
-            sample_shapes = {k: v.shape[1:] for k, v in data.items()}
-            self._fixed_fn = model.serving_function(batch=1, sample_shapes=sample_shapes)
             try:
                 fixed = self._converter("fixed_shape", select=True).convert()
             except Exception:  # noqa: BLE001 - a failed fallback leaves the first answer standing
@@ -91,18 +91,29 @@ class TFLiteTarget(Target):
                 details={"ops": flex},
             )
         self.plan = {"conversion_path": path, "needs_flex": bool(flex), "select_tf_ops": flex}
-        self._probe = flatbuffer
+        (work / "probe.tflite").write_bytes(flatbuffer)
         return dict(self.plan)
+
+    def plan_state(self) -> dict:
+        return {"plan": dict(self.plan), "saved_model": str(self._saved_model), "inputs": self._inputs,
+                "sample_shapes": self._sample_shapes, "probe_seconds": self._probe_seconds}
+
+    def resume(self, state, work, model) -> None:
+        super().resume(state, work, model)
+        self._model, self._saved_model = model, Path(state["saved_model"])
+        self._inputs = [tuple(t) for t in state["inputs"]]
+        self._sample_shapes = state["sample_shapes"]
+        self._probe, self._probe_seconds = (work / "probe.tflite").read_bytes(), state["probe_seconds"]
 
     def _converter(self, path: str, *, select: bool):
         tf = tensorflow()
-        with _CONSTRUCT:
-            if path == "saved_model":
-                conv = tf.lite.TFLiteConverter.from_saved_model(str(self._saved_model), signature_keys=["serving_default"])
-            else:
-                conv = tf.lite.TFLiteConverter.from_concrete_functions(
-                    [self._fixed_fn.get_concrete_function()], self._model.trackable
-                )
+        if path == "saved_model":
+            conv = tf.lite.TFLiteConverter.from_saved_model(str(self._saved_model), signature_keys=["serving_default"])
+        else:  # the model itself, traced with batch 1 (a convert worker loads it here)
+            model = self._model.get() if hasattr(self._model, "get") else self._model
+            if self._fixed_fn is None:
+                self._fixed_fn = model.serving_function(batch=1, sample_shapes=self._sample_shapes)
+            conv = tf.lite.TFLiteConverter.from_concrete_functions([self._fixed_fn.get_concrete_function()], model.trackable)
         ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
         if select:
             ops.append(tf.lite.OpsSet.SELECT_TF_OPS)
@@ -111,6 +122,8 @@ class TFLiteTarget(Target):
 
     # ---- conversion ------------------------------------------------------------------------
     def convert(self, variant: str, dest: Path, calibration: Mapping, config) -> Artifact:
+        if variant == "float32" and self._probe is not None:  # converted during preflight
+            return self._write(variant, dest, self._probe, self._probe_seconds, "float32", calibration)
         tf = tensorflow()
         conv = self._converter(self.plan["conversion_path"], select=self.plan["needs_flex"])
         extra = [tf.lite.OpsSet.SELECT_TF_OPS] if self.plan["needs_flex"] else []
@@ -122,11 +135,11 @@ class TFLiteTarget(Target):
             conv.optimizations = [tf.lite.Optimize.DEFAULT]
         elif variant in FULL_INTEGER:
             conv.optimizations = [tf.lite.Optimize.DEFAULT]
-            conv.representative_dataset = representative(calibration, self._model.contract.input_names,
+            conv.representative_dataset = representative(calibration, [n for n, _ in self._inputs],
                                                           by_name=self.plan["conversion_path"] == "saved_model")
             if variant == "int8":
                 conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8] + extra
-                if all(t.dtype.startswith("float") for t in self._model.contract.inputs):
+                if all(dtype.startswith("float") for _, dtype in self._inputs):
                     conv.inference_input_type = tf.int8
                     conv.inference_output_type = tf.int8
                     io_dtype = "int8"
@@ -136,11 +149,10 @@ class TFLiteTarget(Target):
                     tf.lite.OpsSet.TFLITE_BUILTINS,  # float fallback for ops without a 16x8 kernel
                 ] + extra
         started = time.perf_counter()
-        if variant == "float32" and self._probe is not None:
-            flatbuffer, seconds = self._probe, self._probe_seconds  # converted during preflight
-        else:
-            flatbuffer = conv.convert()
-            seconds = time.perf_counter() - started
+        flatbuffer = conv.convert()
+        return self._write(variant, dest, flatbuffer, time.perf_counter() - started, io_dtype, calibration)
+
+    def _write(self, variant, dest: Path, flatbuffer: bytes, seconds: float, io_dtype: str, calibration) -> Artifact:
         dest.mkdir(parents=True, exist_ok=True)
         path = dest / f"model_{variant}.tflite"
         path.write_bytes(flatbuffer)
@@ -168,7 +180,10 @@ class TFLiteTarget(Target):
         }
         label = f"tflite/{request.artifact.variant}"
         timeout = 600 if request.mode == "parity" else lat.max_seconds * 4 + 120
-        result = run_child([sys.executable, str(harness_path("tflite", "harness.py"))], payload, work, timeout=timeout, label=label)
+        cmd = [sys.executable, str(harness_path("tflite", "harness.py"))]
+        if self.sandboxed:  # the flatbuffer came from someone's model: no network, no files but its own
+            cmd = sandbox.command(cmd, reads=[request.artifact.path, request.inputs], scratch=work)
+        result = run_child(cmd, payload, work, timeout=timeout, label=label)
         if result.get("ok") and request.mode == "parity":
             result["backends"] = [BACKEND]
         return result

@@ -383,7 +383,7 @@ def ladder_table(results: list[dict]) -> str:
             tm = t.get("timings") or {}
             verdict = t["error"] or ("PASS" if t.get("passed") else "FAIL (budget)")
             body.append([r["name"], fmt(r["params"], ","), target, str(len(t.get("artifacts", []))),
-                         fmt(t["build_seconds"], ".1f"), fmt(tm.get("load_seconds"), ".1f"), fmt(tm.get("convert_seconds"), ".1f"),
+                         fmt(t["build_seconds"], ".1f"), fmt(tm.get("intake_seconds", tm.get("load_seconds")), ".1f"), fmt(tm.get("convert_seconds"), ".1f"),
                          fmt(tm.get("validate_seconds"), ".1f"), fmt(t["build_seconds"] / (r["params"] / 1e6), ".2f"), verdict])
     return md_table(head, body)
 

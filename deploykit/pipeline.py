@@ -96,7 +96,7 @@ class Converter:
                    "model_file": self.model_file, "calibration": str(self.calibration)}
         try:
             answer = worker.call("convert", request, scratch=scratch, sandboxed=self.sandboxed, reads=self.reads,
-                                 config=self.cfg, label=f"convert {name}/{variant}")
+                                 config=self.cfg, label="the converter")
         except BadInputError:  # a refusal (unsupported ops, bad settings): the build's error
             raise
         except DeployKitError as exc:  # crashed, hung, out of memory, or a converter bug

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -98,9 +99,9 @@ def run_child(cmd: list[str], request: dict, work: Path, *, timeout: float, labe
         if result is not None:
             return result
     tail = _tail(stderr)
-    if proc.returncode < 0:
-        name = signal.Signals(-proc.returncode).name
-        return {"ok": False, "error": f"{label}: runtime crashed ({name}){tail}"}
+    crashed = _signal_name(proc.returncode)
+    if crashed:
+        return {"ok": False, "error": f"{label}: runtime crashed ({crashed}){tail}"}
     return {"ok": False, "error": f"{label}: runtime exited with code {proc.returncode}{tail}"}
 
 
@@ -137,6 +138,20 @@ def _watch_memory(proc: subprocess.Popen, cap_mb: int) -> threading.Event:
     return tripped
 
 
+def _signal_name(returncode: int) -> str | None:
+    """The signal that ended a child: -N from Popen, or 128+N from a launcher that exits with its
+    child's status (bubblewrap, a shell)."""
+    number = -returncode if returncode < 0 else returncode - 128 if 128 < returncode < 128 + 65 else None
+    try:
+        return signal.Signals(number).name if number else None
+    except ValueError:
+        return None
+
+
+# TensorFlow's native log lines (glog, and its timestamped C++ logging): noise in an error message
+_NATIVE_LOG = re.compile(r"^[IWEF]\d{4} |^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+: [IWEF] |^WARNING: All log messages before absl")
+
+
 def _tail(stderr: str, lines: int = 3) -> str:
-    useful = [ln for ln in (stderr or "").strip().splitlines() if ln.strip()]
+    useful = [ln for ln in (stderr or "").strip().splitlines() if ln.strip() and not _NATIVE_LOG.match(ln)]
     return (": " + " | ".join(useful[-lines:])[:500]) if useful else ""

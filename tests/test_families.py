@@ -6,6 +6,7 @@ Real models, real conversion, validation in the real runtime: no mocks.
 """
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -117,8 +118,7 @@ def test_lstm_float32_parity_passes(lstm_build):
 
 
 def test_gru_lowers_to_builtins_with_fixed_shapes_and_passes(fam, tmp_path):
-    # jobs=1: parallel conversions on the fixed-shape path are broken (see the xfail below)
-    doc = build(fam.gru, tmp_path / "out", data=fam.seq, quantize=("float32", "dynamic"), jobs=1)
+    doc = build(fam.gru, tmp_path / "out", data=fam.seq, quantize=("float32", "dynamic"))
     assert doc["passed"] is True
     assert doc["targets"]["tflite"] == {"conversion_path": "fixed_shape", "needs_flex": False, "select_tf_ops": []}
     for a in doc["artifacts"]:
@@ -137,26 +137,32 @@ def test_keras3_gru_lowers_with_fixed_shapes_and_passes(fam, tmp_path):
     assert doc["artifacts"][0]["parity"]["outputs"]["out"]["max_abs_rel"] <= 1e-5
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "deploykit/targets/tflite/target.py converts variants in parallel threads from one shared fixed-shape "
-    "tf.function: one artifact comes out without a signature (harness: StopIteration), with more "
-    "variants the process segfaults"))
 def test_gru_parallel_fixed_shape_conversions(fam, tmp_path):
+    # Once a thread race on one shared fixed-shape tf.function (artifacts without a signature, or a
+    # segfault); each conversion now runs in a worker process of its own.
     proc = run_cli("build", "--model", str(fam.gru), "--data", str(fam.seq), "--quantize", "float16,dynamic",
                    "--jobs", "2", "--no-latency", "--quiet", "--out", str(tmp_path / "out"), timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "TensorFlow 2.19's converter segfaults calibrating a fixed-shape GRU for int8 "
-    "(calibrator._feed_tensors); conversion runs in the build process, so the CLI dies by SIGSEGV "
-    "instead of failing that artifact with a documented exit code"))
-def test_gru_int8_never_kills_the_build(fam, tmp_path):
-    proc = run_cli("build", "--model", str(fam.gru), "--data", str(fam.seq), "--quantize", "int8",
-                   "--no-latency", "--quiet", "--out", str(tmp_path / "out"), timeout=300)
-    assert proc.returncode in (0, 2, 3), f"exit {proc.returncode}: {proc.stderr[-2000:]}"
-    if proc.returncode:
-        assert "deploykit: error:" in proc.stderr
+def test_gru_int8_crash_fails_those_artifacts_not_the_build(fam, tmp_path):
+    # TensorFlow 2.19's converter segfaults calibrating a fixed-shape GRU for int8 and int16x8
+    # (calibrator._feed_tensors). The crash ends that conversion's worker: those artifacts fail
+    # (exit 3, one error line each), the others are still converted and validated.
+    out = tmp_path / "out"
+    proc = run_cli("build", "--model", str(fam.gru), "--data", str(fam.seq), "--quantize", "float16,int8,int16x8",
+                   "--no-latency", "--json", "--out", str(out), timeout=300)
+    assert proc.returncode == 3, proc.stderr[-2000:]
+    error_lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("deploykit: error:")]
+    assert len(error_lines) == 1
+    failed = [ln.strip() for ln in proc.stderr.splitlines() if "conversion failed" in ln and ln.startswith("  ")]
+    assert [ln.split(":")[0] for ln in failed] == ["tflite/int8", "tflite/int16x8"], proc.stderr[-2000:]
+    assert all("crashed (SIGSEGV)" in ln for ln in failed)
+    arts = {a["variant"]: a for a in json.loads(proc.stdout)["manifest"]["artifacts"]}
+    assert arts["float16"]["passed"] is True and arts["float16"]["parity"]["samples"] == 96
+    for variant in ("int8", "int16x8"):
+        assert arts[variant]["path"] is None and arts[variant]["failures"][0]["kind"] == "conversion"
+    assert not out.exists() and sorted(p.name for p in tmp_path.iterdir()) == []  # no leftovers
 
 
 # ---- attention -----------------------------------------------------------------------------------

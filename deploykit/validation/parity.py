@@ -28,7 +28,7 @@ BUDGET_METRICS = {**OUTPUT_METRICS, **ARTIFACT_METRICS}
 
 @dataclass(frozen=True)
 class Failure:
-    kind: str  # "name", "shape", "value", "runtime", "latency", "size"
+    kind: str  # "name", "shape", "value", "runtime", "latency", "size", "conversion" (the worker failed)
     message: str
     output: str | None = None
     metric: str | None = None

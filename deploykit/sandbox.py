@@ -10,7 +10,8 @@ What a sandboxed worker sees (`command()`):
 - the file system read-only and only: the system folders a Python process needs (/usr, /lib*,
   /bin, /etc/ld.so.*, ...), this Python installation (its prefix and the venv), deploykit's own
   code, the paths the job reads (the model, the data) and its scratch folder, the only place it
-  can write. The user's home, /root, /work and every other file are absent; /tmp is an empty tmpfs.
+  can write (besides an empty, private /tmp). The user's home, /root and every other file are
+  absent; the folders that lead to the bound paths exist, empty and read-only.
 - no network at all (a fresh network namespace: not even 127.0.0.1 reaches the host's services);
 - its own PID namespace, a fresh session (no terminal to inject into), a cleared environment;
 - `--die-with-parent`: it dies with the deploykit thread that started it.
@@ -102,7 +103,7 @@ def command(cmd: list[str], *, reads: Iterable[Path | str] = (), scratch: Path, 
         path = Path(path).resolve()
         if path.exists():
             args += ["--ro-bind", str(path), str(path)]
-    args += ["--bind", str(scratch), str(scratch), "--chdir", str(cwd or scratch)]
+    args += ["--bind", str(scratch), str(scratch), "--remount-ro", "/", "--chdir", str(cwd or scratch)]
     args += ["--clearenv", "--setenv", "HOME", str(scratch), "--setenv", "TMPDIR", "/tmp"]
     for key in KEEP_ENV:
         if key in os.environ:

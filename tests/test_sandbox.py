@@ -210,3 +210,21 @@ def test_workers_die_with_deploykit(tmp_path):
     cli.wait()
     gone, alive = psutil.wait_procs(workers, timeout=15)
     assert not alive, [p.cmdline()[:4] for p in alive]
+
+
+def test_a_worker_past_its_memory_cap_is_killed_and_named(tmp_path):
+    from deploykit.runner import run_child
+
+    hog = "import sys, time; blocks = [bytearray(50 << 20) for _ in range(12)]; time.sleep(30)"
+    cmd = sandbox.command([sys.executable, "-c", hog], scratch=tmp_path)
+    result = run_child(cmd, {}, tmp_path, timeout=60, label="the converter", memory_mb=300)
+    assert result == {"ok": False, "error": "the converter: ran out of memory (more than 300 MB resident; killed)"}
+
+
+def test_a_crashing_worker_is_named_by_its_signal_through_bubblewrap(tmp_path):
+    from deploykit.runner import run_child
+
+    cmd = sandbox.command([sys.executable, "-c", "import os, signal; os.kill(os.getpid(), signal.SIGSEGV)"],
+                          scratch=tmp_path)
+    result = run_child(cmd, {}, tmp_path, timeout=60, label="the converter")
+    assert result == {"ok": False, "error": "the converter: runtime crashed (SIGSEGV)"}

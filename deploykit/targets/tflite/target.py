@@ -58,13 +58,16 @@ class TFLiteTarget(Target):
         self._probe_seconds = 0.0
 
     def check_runtime(self, config=None) -> None:
-        """The harness runs with this Python: the package must be installed (found, not imported:
-        the build process loads no native runtime)."""
-        import importlib.util
+        """The harness runs with this Python: import the runtime the way it will (in a child: the
+        build process loads no native runtime)."""
+        import subprocess
 
-        if importlib.util.find_spec("ai_edge_litert") is None:
+        proc = subprocess.run([sys.executable, "-c", "import ai_edge_litert.interpreter"], capture_output=True,
+                              text=True, timeout=120, stdin=subprocess.DEVNULL)
+        if proc.returncode != 0:
+            reason = (proc.stderr.strip().splitlines() or [f"exit code {proc.returncode}"])[-1]
             raise MissingRuntimeError(
-                "the LiteRT runtime (ai-edge-litert) is not installed; install it: pip install ai-edge-litert==2.3.0"
+                f"the LiteRT runtime cannot be imported ({reason}); install it: pip install ai-edge-litert==2.3.0"
             )
 
     # ---- preflight -------------------------------------------------------------------------

@@ -33,15 +33,15 @@ MODEL_FILE = "model.keras"  # an in-memory model (built, trained, optimized) sav
 class ModelHandle:
     """The model a convert job may need, loaded on first use from the file the intake vetted."""
 
-    def __init__(self, file: str | None, saved_model: str) -> None:
-        self.file, self.saved_model, self._model = file, saved_model, None
+    def __init__(self, file: str | None, saved_model: str, allow_unsafe: bool = False) -> None:
+        self.file, self.saved_model, self.allow_unsafe, self._model = file, saved_model, allow_unsafe, None
 
     def get(self):
         if self._model is None:
             from deploykit.intake import loader
             from deploykit.intake.sniff import sniff
 
-            self._model = loader.load(sniff(self.file or self.saved_model))
+            self._model = loader.load(sniff(self.file or self.saved_model), self.allow_unsafe)
         return self._model
 
 
@@ -79,7 +79,7 @@ def prepare(request: dict) -> dict:
     from deploykit.intake.sniff import sniff
 
     cfg, work = request["config"], Path(request["work"])
-    model = loader.load(sniff(request["model_file"]))
+    model = loader.load(sniff(request["model_file"]), cfg.allow_unsafe_deserialization)
     calibration = read_npz(request["calibration"], "calibration data")
     return {"model_file": request["model_file"], "preflight": _prepare_all(model, calibration, cfg, work, request["targets"])}
 
@@ -88,7 +88,8 @@ def convert(request: dict) -> dict:
     cfg, work = request["config"], Path(request["work"])
     name, variant = request["target"], request["variant"]
     target = target_class(name)(cfg.settings_for(name))
-    target.resume(request["plan"], Path(request["prepared"]), ModelHandle(request.get("model_file"), request["saved_model"]))
+    model = ModelHandle(request.get("model_file"), request["saved_model"], cfg.allow_unsafe_deserialization)
+    target.resume(request["plan"], Path(request["prepared"]), model)
     calibration = read_npz(request["calibration"], "calibration data")
     artifact = target.convert(variant, work / "out", calibration, cfg)
     return {"path": str(artifact.path), "details": dict(artifact.details)}

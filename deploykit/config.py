@@ -152,3 +152,33 @@ def _check(cfg: BuildConfig) -> None:
     lat = cfg.latency
     if lat.iterations < 1 or lat.warmup < 0 or lat.max_seconds <= 0 or lat.threads < 1:
         raise BadInputError("latency: iterations and threads must be >= 1, warmup >= 0, max_seconds > 0")
+
+
+def budget_flags(specs: tuple[str, ...] | list[str], base: Mapping | None = None) -> dict:
+    """`--budget TARGET.VARIANT.METRIC=VALUE` (repeatable) merged over `base` (the file's budgets)
+    key by key. `*` as TARGET or VARIANT means every target / every variant of the target."""
+    classes = _target_classes()
+    if base is not None and not (isinstance(base, Mapping) and all(isinstance(v, Mapping) for v in base.values())):
+        raise BadInputError(f"budgets: expected tables [budgets.TARGET.VARIANT], got {base!r}"[:300])
+    merged: dict = {t: {v: dict(m) for v, m in (vs or {}).items()} for t, vs in (base or {}).items()}
+    for spec in specs:
+        key, sep, raw = spec.partition("=")
+        parts = key.strip().split(".")
+        if not sep or len(parts) != 3 or not all(parts):
+            raise BadInputError(f"--budget {spec}: expected TARGET.VARIANT.METRIC=VALUE, e.g. tflite.int8.cosine=0.98")
+        target, variant, metric = parts
+        try:
+            value = float(raw)
+        except ValueError:
+            raise BadInputError(f"--budget {spec}: {raw!r} is not a number") from None
+        names = list(classes) if target == "*" else [target]
+        for name in names:
+            if name not in classes:
+                raise BadInputError(f"--budget {spec}: unknown target {name!r} (known: {', '.join(classes)})")
+            variants = classes[name].variants if variant == "*" else (variant,)
+            if variant != "*" and variant not in classes[name].variants:
+                raise BadInputError(f"--budget {spec}: {name} has no variant {variant!r} "
+                                    f"(its variants: {', '.join(classes[name].variants)})")
+            for v in variants:
+                merged.setdefault(name, {}).setdefault(v, {})[metric] = value
+    return merged

@@ -65,6 +65,10 @@ def intake(request: dict) -> dict:
     reference = model.predict(parity_in)
     for warning in parity.check_reference(reference, model.source.location):
         data_facts["warnings"].append(warning)
+    from deploykit.validation import noise
+
+    data_facts["noise_floor"] = {"method": noise.METHOD, "factor": noise.FACTOR,
+                                 "outputs": noise.reference_noise(model, parity_in, reference, cfg.seed)}
     save_npz(work / "inputs.npz", parity_in)
     save_npz(work / "reference.npz", reference)
     save_npz(work / "calibration.npz", calibration)

@@ -7,6 +7,10 @@ build removes the leftovers. A second build into the same folder exits 75 at onc
 is open, Python's temporary files (e.g. TensorFlow's autograph sources) go to `.NAME.tmp-PID` beside
 it, so a killed build's temporary files are leftovers the next build removes too. A full or read-only
 file system is `OutputUnwritableError` (exit 2), not a crash.
+
+A build that ran but failed its budgets is kept for inspection: `keep_failed()` renames the staging
+folder to `NAME.failed` beside the output (replacing the previous failed build, never the output
+itself). Its manifest says `passed: false`, and `deploykit publish` refuses it.
 """
 from __future__ import annotations
 
@@ -73,6 +77,28 @@ class OutputFolder:
         for pattern in (f".{self.out.name}.staging-*", f".{self.out.name}.old-*", f".{self.out.name}.tmp-*"):
             for stale in self.parent.glob(pattern):
                 shutil.rmtree(stale, ignore_errors=True)
+
+    @property
+    def failed(self) -> Path:
+        return self.parent / f"{self.out.name}.failed"
+
+    def keep_failed(self) -> Path | None:
+        """Move the staging folder (a complete build that failed) to `NAME.failed`; None when a
+        folder of that name exists that is not a failed deploykit build (it is left alone)."""
+        if self.failed.exists():
+            try:
+                doc = json.loads((self.failed / MANIFEST).read_text())
+                ours = "deploykit_version" in doc and doc.get("passed") is False
+            except (OSError, ValueError):
+                ours = False
+            if not ours or not self.failed.is_dir() or self.failed.is_symlink():
+                return None
+            old = self.parent / f".{self.out.name}.old-{os.getpid()}"
+            os.rename(self.failed, old)
+            shutil.rmtree(old, ignore_errors=True)
+        os.rename(self.staging, self.failed)
+        self.committed = True  # nothing left to clean up
+        return self.failed
 
     def commit(self) -> None:
         old = self.parent / f".{self.out.name}.old-{os.getpid()}"

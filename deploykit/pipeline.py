@@ -46,14 +46,23 @@ def build(model: str | None = None, data: str | None = None, targets=None, quant
     return run(cfg, reporter or silent())
 
 
-def plan_variants(cfg: BuildConfig, targets: Mapping[str, Target]) -> dict[str, list[str]]:
-    """Which variants each target converts; unknown `--quantize` variants and budget names fail."""
+def plan_variants(cfg: BuildConfig, targets: Mapping[str, Target], rep: Reporter | None = None) -> dict[str, list[str]]:
+    """Which variants each target converts. One rule for `--quantize`: each target builds the asked
+    variants it has (a note names the ones it lacks); a target that has none of them, or a variant
+    no target has, is an error. Unknown budget names fail too."""
     plan = {name: t.plan_variants(cfg.quantize) for name, t in targets.items()}
     if cfg.quantize:
         known = {v for t in targets.values() for v in t.variants}
         unknown = [v for v in cfg.quantize if v not in known]
         if unknown:
             raise BadInputError(f"--quantize: unknown variant(s) {', '.join(unknown)} (known: {', '.join(sorted(known))})")
+        for name, t in targets.items():
+            lacking = [v for v in cfg.quantize if v not in t.variants]
+            if not plan[name]:
+                raise BadInputError(f"--quantize {','.join(cfg.quantize)}: {name} has none of these variants "
+                                    f"(its variants: {', '.join(t.variants)})")
+            if lacking and rep is not None:
+                rep.info(f"note: {name} has no {', '.join(lacking)} variant; it builds {', '.join(plan[name])}")
     for target, variants in cfg.budgets.items():
         cls = target_class(target)
         for variant, metrics in variants.items():
@@ -157,7 +166,7 @@ def run(cfg: BuildConfig, rep: Reporter) -> dict:
     started = time.perf_counter()
     names = resolve(cfg.targets)
     targets = {n: target_class(n)(cfg.settings_for(n)) for n in names}
-    variants = plan_variants(cfg, targets)
+    variants = plan_variants(cfg, targets, rep)
     for t in targets.values():
         t.check_runtime(cfg)
     if cfg.model and cfg.train_config:
@@ -206,7 +215,7 @@ def run(cfg: BuildConfig, rep: Reporter) -> dict:
         timings["convert_seconds"] = time.perf_counter() - t0
 
         # 3. validation in each runtime ---------------------------------------------------------
-        records = [ArtifactRecord(a, inputs_npz, judge.budget_for(type(targets[a.target]), a.variant, cfg.budgets),
+        records = [ArtifactRecord(a, inputs_npz, _budget(cfg, targets[a.target], a.variant, facts["data"]),
                                   manifest_mod.artifact_digest(a.path)[1]) for a in artifacts]
         t0 = time.perf_counter()
         label = "parity" + (" and latency" if cfg.latency.enabled else "")
@@ -218,14 +227,19 @@ def run(cfg: BuildConfig, rep: Reporter) -> dict:
             if not isinstance(a, Artifact):
                 rep.warn(f"{name}/{variant}: {a}")
                 records.append(_failed_record(name, variant, a, staging, targets, cfg))
+        for r in records:  # with the default variants, only float32 is required (README: Parity and budgets)
+            if not r.passed and not required(cfg, targets[r.target], r.variant):
+                r.rejected = "missed its budget; not required (ask for it with --quantize to make it required)"
         for r in records:
             rep.info(_summary_line(r))
+            if r.rejected:
+                rep.warn(f"{r.key}: rejected, kept out of the output: " + "; ".join(f["message"] for f in r.failures))
         for name, t in targets.items():  # e.g. js auto-selection, serving --push
             extra = t.after_validation([r for r in records if r.artifact.path is not None], rep)
             if extra:
                 target_facts[name].update(extra)
         for r in records:
-            if r.rejected:  # kept out of the output; the target's facts say why
+            if r.rejected and r.artifact.path is not None:  # kept out of the output; the manifest says why
                 shutil.rmtree(r.artifact.path)
         kept = [r for r in records if not r.rejected]
         # what the optimization bought, against the unoptimized artifacts (deploykit/optimize)
@@ -249,13 +263,40 @@ def run(cfg: BuildConfig, rep: Reporter) -> dict:
             lines = judge.failure_lines(doc["artifacts"])
             lines += [f"optimize: {f['message']}" for f in doc.get("optimize", {}).get("failures", [])]
             notes = [n for t in targets.values() for n in t.failure_notes(records)]
+            kept_at = folder.keep_failed()  # artifacts, manifest and report, to look at or upload
+            where = (f"the failed build is in {kept_at}" if kept_at else
+                     f"the failed build was not kept ({folder.failed} exists and is not a failed deploykit build)")
             raise BudgetError(
-                f"{len(lines)} budget failure(s); output folder left unchanged:\n  " + "\n  ".join(lines + notes),
-                manifest=doc, details={"failures": lines, "notes": notes},
+                f"{len(lines)} budget failure(s); output folder left unchanged; {where}:\n  " + "\n  ".join(lines + notes),
+                manifest=doc, details={"failures": lines, "notes": notes, "failed_build": str(kept_at) if kept_at else None},
             )
         folder.commit()
     rep.info(f"wrote {Path(cfg.out)} ({len(doc['artifacts'])} artifact(s), {timings['total_seconds']:.1f} s)")
     return doc
+
+
+def _budget(cfg: BuildConfig, target: Target, variant: str, data_facts: dict) -> dict[str, float]:
+    """The defaults, the user's budgets over them, then max_abs_rel raised to the model's own float32
+    noise floor where that is higher (validation/noise.py); what was raised is recorded."""
+    from deploykit.validation import noise
+
+    budget = judge.budget_for(type(target), variant, cfg.budgets)
+    floor_facts = data_facts.get("noise_floor") or {}
+    floor = max(floor_facts.get("outputs", {}).values(), default=None)
+    raised = noise.raised_budgets(budget, floor, cfg.budgets.get(target.name, {}).get(variant, {}))
+    if raised != budget:
+        floor_facts.setdefault("raised", {})[f"{target.name}/{variant}"] = {
+            "max_abs_rel": {"default": budget["max_abs_rel"], "budget": raised["max_abs_rel"]}}
+    return raised
+
+
+def required(cfg: BuildConfig, target: Target, variant: str) -> bool:
+    """Variants the user asked for (`--quantize`, or a target's own list such as `--js-quantize`)
+    must pass; with the defaults only float32 must, and a quantized variant that misses its budget
+    is rejected instead of failing the build."""
+    if variant == "float32" or cfg.quantize is not None:
+        return True
+    return target.asked_variants() is not None
 
 
 def _intake(cfg: BuildConfig, source, names: list[str], scratch: Path, sandboxed: bool, reads: list) -> dict:
@@ -303,7 +344,7 @@ def _rows(arrays: dict) -> int:
 
 
 def _summary_line(r: ArtifactRecord) -> str:
-    verdict = "PASS" if r.passed else "FAIL"
+    verdict = "PASS" if r.passed else "REJECTED" if r.rejected else "FAIL"
     speed = f", p50 {r.latency['p50_ms']:.3f} ms" if r.latency else ""
     return f"{verdict} {r.key}: {r.bytes:,} bytes{speed}"
 
@@ -318,6 +359,8 @@ def _manifest(cfg, facts, findings, target_facts, records, staging: Path, timing
         digest = manifest_mod.artifact_digest(r.artifact.path)[0] if r.artifact.path is not None else None
         artifacts.append(r.to_manifest(staging, digest, float_bytes.get(r.target)).to_json())
     source = {**facts["source"], "policy_findings_allowed": list(findings)}
+    rejected = [{"target": r.target, "variant": r.variant, "reason": r.rejected, "failures": r.failures}
+                for r in records if r.rejected]
     data_facts, example = facts["data"], facts.get("example")
     doc = {
         "schema_version": manifest_mod.SCHEMA_VERSION,
@@ -337,6 +380,7 @@ def _manifest(cfg, facts, findings, target_facts, records, staging: Path, timing
         },
         "targets": target_facts,
         "artifacts": artifacts,
+        "rejected": rejected,
         "files": manifest_mod.file_table(staging),
         "timings": {k: round(v, 3) for k, v in timings.items()},
     }

@@ -55,6 +55,9 @@ def _with_target_options(fn):
 @click.option("--trust-model", is_flag=True, default=None,
               help="Load and convert the model without the sandbox (bubblewrap), in plain worker processes. "
                    "Needed where the sandbox cannot start; only for models you trust.")
+@click.option("--budget", "budget_specs", multiple=True, metavar="TARGET.VARIANT.METRIC=VALUE",
+              help="Override one budget (repeatable; * for every target or variant), e.g. tflite.int8.cosine=0.98. "
+                   "Merged over --config's [budgets] and the defaults; recorded in the manifest.")
 @click.option("--no-latency", is_flag=True, help="Skip latency benchmarks (parity still runs).")
 @click.option("--jobs", type=int, metavar="N", help="Conversions and parity runs side by side (default: 2).")
 @click.option("--prune", type=float, metavar="SPARSITY", help="Prune to this sparsity (e.g. 0.8) with fine-tuning; see [optimize].")
@@ -65,11 +68,11 @@ def _with_target_options(fn):
 @click.option("--quiet", is_flag=True, help="No progress lines on stderr (warnings and errors still print).")
 @click.option("--debug", is_flag=True, help="Print tracebacks for internal errors and TensorFlow's native logs.")
 def build(model, data, train_config, targets, quantize, out, config_file, allow_unsafe_deserialization, trust_model,
-          no_latency, jobs, prune, qat, cluster, as_json, quiet, debug, **target_flags):
+          budget_specs, no_latency, jobs, prune, qat, cluster, as_json, quiet, debug, **target_flags):
     """Build artifacts for the target(s), validate each in its runtime, write OUT/manifest.json."""
 
     def go():
-        from deploykit.config import load_config_file, make_config
+        from deploykit.config import budget_flags, load_config_file, make_config
         from deploykit.pipeline import run as run_build
         from deploykit.progress import for_terminal
 
@@ -77,6 +80,8 @@ def build(model, data, train_config, targets, quantize, out, config_file, allow_
         tables: dict[str, dict] = {}  # flags override their table in the file key by key (make_config merges)
         if no_latency:
             tables["latency"] = {"enabled": False}
+        if budget_specs:  # merged into the file's budgets metric by metric
+            file_settings["budgets"] = budget_flags(budget_specs, file_settings.get("budgets"))
         opt = {k: v for k, v in {"prune": prune, "qat": qat, "cluster": cluster}.items() if v is not None}
         if opt:
             tables["optimize"] = opt

@@ -122,7 +122,7 @@ def keras_interface(model) -> tuple[IOContract, Callable[[dict], dict]]:
     inputs = tuple(
         TensorInfo(_input_name(t), _dtype_name(t.dtype), _shape(t.shape)) for t in model.inputs
     )
-    output_names = list(model.output_names)
+    output_names = _output_names(model)
     out_tensors = model.outputs
     if isinstance(getattr(model, "output", None), dict):  # Keras 3 dict outputs: keys are the names
         output_names = list(model.output.keys())
@@ -156,8 +156,25 @@ def _keras3_trackable(model):
 
 
 def _input_name(tensor) -> str:
-    name = tensor.name
-    return name.split(":")[0]
+    layer = _layer_of(tensor)
+    if layer is not None and tensor.name.startswith("keras_tensor"):  # Keras 3 Sequential: the InputLayer's name
+        return layer
+    return tensor.name.split(":")[0]
+
+
+def _output_names(model) -> list[str]:
+    """tf_keras and Keras 3 functional models name their outputs; a Keras 3 `Sequential` has no
+    `output_names`: its outputs are named after the layers that produce them."""
+    names = getattr(model, "output_names", None)
+    if names:
+        return list(names)
+    return [_layer_of(t) or t.name.split(":")[0] for t in model.outputs]
+
+
+def _layer_of(tensor) -> str | None:
+    history = getattr(tensor, "_keras_history", None)
+    op = getattr(history, "operation", None) or (history[0] if history else None)
+    return getattr(op, "name", None)
 
 
 def _from_saved_model(source: ModelSource, findings: list[str]) -> LoadedModel:

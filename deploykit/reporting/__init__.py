@@ -47,6 +47,8 @@ def build_report(manifest: dict, baseline: dict | None = None, thresholds: Thres
         },
         "environment": manifest["environment"],
         "artifacts": [_artifact_row(a) for a in entries(manifest)],
+        "rejected": [{"target": r["target"], "variant": r["variant"], "reason": r["reason"],
+                      "failures": [f["message"] for f in r.get("failures", [])]} for r in manifest.get("rejected", [])],
         "optimize": manifest.get("optimize"),
         "baseline": None,
     }

@@ -114,6 +114,10 @@ class Target(ABC):
         """The variants this build converts, given `--quantize` (None: every variant)."""
         return [v for v in self.variants if asked is None or v in asked]
 
+    def asked_variants(self) -> tuple[str, ...] | None:
+        """Variants this target's own settings ask for (they must pass); None: the defaults."""
+        return None
+
     def check_runtime(self, config: "BuildConfig | None" = None) -> None:
         """Raise MissingRuntimeError (exit 4) if this target's runtime cannot run here."""
 

@@ -28,9 +28,20 @@ function feedRow(i) {
   }
   return byNode;
 }
-function call(byNode) {
-  let out = layers ? model.predict(inputs.map(([, node]) => byNode[node]))
-                   : model.execute(byNode, outputs.map(([, node]) => node));
+let dynamic = false;  // control flow (LSTM/GRU while loops): executeAsync, found on the first call
+async function call(byNode) {
+  let out;
+  if (layers) out = model.predict(inputs.map(([, node]) => byNode[node]));
+  else {
+    const names = outputs.map(([, node]) => node);
+    if (!dynamic) {
+      try { out = model.execute(byNode, names); } catch (err) {
+        if (!/executeAsync/.test(String(err && err.message))) throw err;
+        dynamic = true;
+      }
+    }
+    if (dynamic) out = await model.executeAsync(byNode, names);
+  }
   return Array.isArray(out) ? out : [out];
 }
 window.dk = {
@@ -55,25 +66,25 @@ window.dk = {
     }
     return ms;
   },
-  parity() {
+  async parity() {
     const rows = tensors[inputs[0][0]].shape[0];
     const result = Object.fromEntries(outputs.map(([k]) => [k, {shape: null, data: []}]));
     for (let i = 0; i < rows; i++) {
-      const feed = feedRow(i); const out = call(feed);
+      const feed = feedRow(i); const out = await call(feed);
       out.forEach((y, j) => { const r = result[outputs[j][0]]; r.shape = [rows, ...y.shape.slice(1)]; r.data.push(...y.dataSync()); });
       tf.dispose([...Object.values(feed), ...out]);
     }
     return result;
   },
-  latency(warmup, iterations, maxSeconds) {
+  async latency(warmup, iterations, maxSeconds) {
     const feed = feedRow(0);
-    const once = () => { const out = call(feed); out.forEach((y) => y.dataSync()); tf.dispose(out); };
-    let t = performance.now(); once(); const first = performance.now() - t;
+    const once = async () => { const out = await call(feed); out.forEach((y) => y.dataSync()); tf.dispose(out); };
+    let t = performance.now(); await once(); const first = performance.now() - t;
     const warmDeadline = performance.now() + maxSeconds * 1000;
-    for (let i = 0; i < warmup; i++) { once(); if (performance.now() > warmDeadline) break; }
+    for (let i = 0; i < warmup; i++) { await once(); if (performance.now() > warmDeadline) break; }
     const timings = []; const deadline = performance.now() + maxSeconds * 1000;
     for (let i = 0; i < iterations; i++) {
-      t = performance.now(); once(); const end = performance.now(); timings.push(end - t);
+      t = performance.now(); await once(); const end = performance.now(); timings.push(end - t);
       if (end > deadline) break;
     }
     return {first, timings};

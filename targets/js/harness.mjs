@@ -79,14 +79,28 @@ class Model {
     return m;
   }
 
-  call(feed) {
+  // Graph models with control flow (the while loops of LSTM/GRU) only run with executeAsync; the
+  // first call finds out, and every later call takes the same path.
+  async call(feed) {
     if (this.layers) {
       let out = this.model.predict(this.inputNames.map((n) => feed[n]));
       if (!Array.isArray(out)) out = [out];
       return Object.fromEntries(this.outputNames.map((n, i) => [n, out[i]]));
     }
     const byNode = Object.fromEntries(this.inputs.map(([k, node]) => [node, feed[k]]));
-    let out = this.model.execute(byNode, this.outputs.map(([, node]) => node));
+    const names = this.outputs.map(([, node]) => node);
+    let out;
+    if (this.dynamic) {
+      out = await this.model.executeAsync(byNode, names);
+    } else {
+      try {
+        out = this.model.execute(byNode, names);
+      } catch (err) {
+        if (!/executeAsync/.test(String(err && err.message))) throw err;
+        this.dynamic = true;
+        out = await this.model.executeAsync(byNode, names);
+      }
+    }
     if (!Array.isArray(out)) out = [out];
     return Object.fromEntries(this.outputNames.map((n, i) => [n, out[i]]));
   }
@@ -160,7 +174,7 @@ async function parity(tf, request, tensors) {
   const outs = {};
   for (let i = 0; i < rows; i++) {
     const feed = sample(tf, tensors, model.inputNames, i);
-    const result = model.call(feed);
+    const result = await model.call(feed);
     for (const n of model.outputNames) {
       const y = result[n];
       (outs[n] ||= { shape: null, parts: [] }).parts.push(y.dataSync().slice());
@@ -186,24 +200,24 @@ async function latency(tf, request, tensors) {
   const model = await Model.load(tf, request.bundle);
   const loadMs = performance.now() - t0;
   const feed = sample(tf, tensors, model.inputNames, 0);
-  const once = () => {
-    const out = model.call(feed);
+  const once = async () => {
+    const out = await model.call(feed);
     for (const y of Object.values(out)) y.dataSync(); // wait for the values, as a caller would
     tf.dispose(Object.values(out));
   };
   let t = performance.now();
-  once();
+  await once();
   const firstMs = performance.now() - t;
   const warmDeadline = performance.now() + Number(request.max_seconds) * 1000;
   for (let i = 0; i < Number(request.warmup); i++) { // bounded by max_seconds too, for slow models
-    once();
+    await once();
     if (performance.now() > warmDeadline) break;
   }
   const timings = [];
   const deadline = performance.now() + Number(request.max_seconds) * 1000;
   for (let i = 0; i < Number(request.iterations); i++) {
     t = performance.now();
-    once();
+    await once();
     const end = performance.now();
     timings.push(end - t);
     if (end > deadline) break;

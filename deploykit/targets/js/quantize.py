@@ -15,6 +15,7 @@ else (e.g. string tables) makes `can_requantize` false and the caller converts a
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Mapping
 
@@ -33,6 +34,17 @@ def can_requantize(bundle: Path) -> bool:
     return all(w.get("dtype") in PLAIN_DTYPES and "quantization" not in w for w in entries)
 
 
+def _skip_empty(dtype_map: Mapping[str, str], groups) -> dict:
+    """`{dtype: "*"}` as the names of the non-empty weights: tensorflowjs's quantizer takes the
+    min and max of each weight and fails on a zero-size one (seen in a transformer), which then
+    stays float32 as the runtime expects. The patterns are fnmatch's, so names are escaped."""
+    names = [e["name"] for group in groups for e in group if getattr(e["data"], "size", 1) > 0]
+    if all(len(e["data"].shape) == 0 or e["data"].size > 0 for group in groups for e in group):
+        return dict(dtype_map)  # nothing empty: the converter's own map, byte for byte
+    escaped = [re.sub(r"([*?\[])", r"[\1]", n) for n in names]
+    return {dtype: escaped if pattern == "*" else pattern for dtype, pattern in dtype_map.items()}
+
+
 def requantize(src: Path, dest: Path, dtype_map: Mapping[str, str] | None, shard_bytes: int) -> None:
     """Write into `dest` the bundle the converter would write from the same model with
     `quantization_dtype_map=dtype_map`, starting from the float32 bundle `src`."""
@@ -43,7 +55,7 @@ def requantize(src: Path, dest: Path, dtype_map: Mapping[str, str] | None, shard
     dest.mkdir(parents=True)
     doc["weightsManifest"] = write_weights.write_weights(
         groups, str(dest), shard_size_bytes=shard_bytes, write_manifest=False,
-        quantization_dtype_map=dict(dtype_map) if dtype_map else None,
+        quantization_dtype_map=_skip_empty(dtype_map, groups) if dtype_map else None,
     )
     with open(dest / "model.json", "w") as fh:  # as the converter writes it
         json.dump(doc, fh)

@@ -82,6 +82,7 @@ class JSTarget(Target):
         self._rewrites: dict[str, int] = {}
         self._probe: Path | None = None  # the preflight's float32 bundle, reused by convert
         self._probe_seconds = 0.0
+        self._requantized: dict = {}  # variant -> (bundle made by prepare, seconds)
 
     @classmethod
     def check_settings(cls, settings) -> None:
@@ -97,6 +98,11 @@ class JSTarget(Target):
         if self.settings.quantize is not None:  # --js-quantize LIST|auto (auto alone: every variant)
             asked = tuple(v for v in self.settings.quantize if v != "auto") or None
         return super().plan_variants(asked)
+
+    def asked_variants(self):
+        if self.settings.quantize is None or self.settings.auto:  # auto: the hook picks among the variants
+            return None
+        return tuple(self.settings.quantize)
 
     def after_validation(self, records, rep):
         if not self.settings.auto:
@@ -143,15 +149,27 @@ class JSTarget(Target):
         if missing:
             raise BadInputError(f"{model.source.location}: the TF.js model.json signature lost the name(s) "
                                 f"{', '.join(sorted(missing))}", details={"missing_names": sorted(missing)})
+        # The weight-quantized variants are a re-write of the float32 bundle's weights (numpy, 0.1 to
+        # 0.3 s each: quantize.py): done here, where tensorflowjs is already imported, instead of
+        # in each convert worker (importing it costs a worker 5 to 10 s).
+        self._requantized = {}
+        if self._format == "graph" and js_quantize.can_requantize(probe):
+            for variant in self.plan_variants(config.quantize):
+                if variant != "float32":
+                    t0 = time.perf_counter()
+                    js_quantize.requantize(probe, work / f"js-{variant}", QUANTIZATION[variant], self._shard_bytes)
+                    self._requantized[variant] = (work / f"js-{variant}", time.perf_counter() - t0)
         return dict(self.plan)
 
     def plan_state(self) -> dict:
-        return {"plan": dict(self.plan), "saved_model": str(self._saved_model), "probe_seconds": self._probe_seconds}
+        return {"plan": dict(self.plan), "saved_model": str(self._saved_model), "probe_seconds": self._probe_seconds,
+                "requantized": {v: seconds for v, (_, seconds) in self._requantized.items()}}
 
     def resume(self, state, work, model) -> None:
         super().resume(state, work, model)
         self._saved_model, self._keras = Path(state["saved_model"]), model
         self._probe, self._probe_seconds = work / "js-preflight", state["probe_seconds"]
+        self._requantized = {v: (work / f"js-{v}", seconds) for v, seconds in state.get("requantized", {}).items()}
 
     def _convert(self, dest: Path, dtype_map) -> None:
         from deploykit.tfenv import tensorflow
@@ -189,6 +207,9 @@ class JSTarget(Target):
         elif variant == "float32" and self._probe is not None:
             shutil.copytree(self._probe, bundle)
             seconds = self._probe_seconds
+        elif variant in self._requantized:  # made by prepare from the float32 bundle
+            made, seconds = self._requantized[variant]
+            shutil.copytree(made, bundle)
         elif self._probe is not None and js_quantize.can_requantize(self._probe):
             # same bytes as a conversion with this quantization map, without re-converting: js_quantize.py
             js_quantize.requantize(self._probe, bundle, QUANTIZATION[variant], self._shard_bytes)

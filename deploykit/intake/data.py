@@ -51,6 +51,11 @@ def _check_array(p: Path, key: str, array: np.ndarray, t: TensorInfo) -> np.ndar
             raise BadInputError(f"{where}: has shape {array.shape}, input '{t.name}' expects {_fmt(t.shape)}")
     if len(array) == 0:
         raise BadInputError(f"{where}: has no rows")
+    if t.dtype == "string":  # tf.string: text (numpy U) or bytes (numpy S); object arrays never load
+        if array.dtype.kind not in "US":
+            raise BadInputError(f"{where}: dtype {array.dtype} cannot feed string input '{t.name}' "
+                                "(save text as a numpy string array: dtype U or S)")
+        return np.ascontiguousarray(array)
     want = np.dtype(t.dtype)
     if np.issubdtype(want, np.floating):
         if not (np.issubdtype(array.dtype, np.floating) or np.issubdtype(array.dtype, np.integer)):
@@ -82,6 +87,9 @@ def generate(contract: IOContract, rows: int = GENERATED_ROWS, seed: int = 0) ->
     data = {}
     for t in contract.inputs:
         shape = (rows,) + tuple(DYNAMIC_DIM_DEFAULT if d is None else d for d in t.sample_shape)
+        if t.dtype == "string":
+            raise BadInputError(f"input '{t.name}' takes strings: random values cannot stand for text; pass "
+                                "--data FILE.npz with a numpy string array for it (dtype U or S)")
         dtype = np.dtype(t.dtype)
         if np.issubdtype(dtype, np.floating):
             data[t.name] = rng.standard_normal(shape).astype(dtype)

@@ -79,6 +79,8 @@ def _timed_calls():
 
 
 def _quantize(x, detail):
+    if x.dtype.kind == "U":  # text: the interpreter's string tensors take UTF-8 bytes
+        return np.char.encode(x, "utf-8")
     scale, zero = detail["quantization"]
     dtype = detail["dtype"]
     if scale and np.issubdtype(dtype, np.integer) and not np.issubdtype(x.dtype, np.integer):

@@ -19,6 +19,7 @@ accepted and ignored.
 from __future__ import annotations
 
 import argparse
+import base64
 import json
 import os
 import re
@@ -123,7 +124,17 @@ def parse_config(path: str) -> list[tuple[str, str]]:
 
 
 def to_tensor(value, spec):
+    if spec.dtype == tf.string:  # text as JSON strings, binary as {"b64": ...} (TF Serving's REST rules)
+        return tf.constant(_strings(value))
     return tf.constant(np.asarray(value, dtype=spec.dtype.as_numpy_dtype))
+
+
+def _strings(value):
+    if isinstance(value, list):
+        return [_strings(v) for v in value]
+    if isinstance(value, dict) and set(value) == {"b64"}:
+        return base64.b64decode(value["b64"])
+    return value.encode() if isinstance(value, str) else value
 
 
 def predict(loaded, body: dict):

@@ -118,6 +118,12 @@ class JSTarget(Target):
     def prepare(self, model, saved_model, data, config, work) -> dict:
         settings = self.settings
         self._saved_model, self._keras = saved_model, model.keras_model
+        strings = [t.name for t in model.contract.inputs if t.dtype == "string"]
+        if strings:  # refused here, in the preflight (exit 2), not as a runtime failure after conversion
+            raise UnsupportedOpsError(
+                f"{model.source.location}: the TF.js target cannot feed string input(s) {', '.join(strings)} "
+                "(TF.js runs string preprocessing only partly); build tflite (--allow-select-tf-ops) or serving",
+                details={"string_inputs": strings})
         if self._format == "layers":
             _check_layers_names(model)
         probe = work / "js-preflight"

@@ -51,9 +51,9 @@ class RestClient:
         names = list(inputs)
         n = len(inputs[names[0]])
         if len(names) == 1:
-            instances = inputs[names[0]].tolist()
+            instances = json_values(inputs[names[0]])
         else:
-            lists = {k: v.tolist() for k, v in inputs.items()}
+            lists = {k: json_values(v) for k, v in inputs.items()}
             instances = [{k: lists[k][i] for k in names} for i in range(n)]
         predictions = self._post({"instances": instances})["predictions"]
         if len(output_names) == 1 and not (predictions and isinstance(predictions[0], dict)):
@@ -62,7 +62,7 @@ class RestClient:
 
     def predict_columns(self, inputs: Mapping[str, np.ndarray], output_names: list[str]) -> dict[str, np.ndarray]:
         names = list(inputs)
-        body = inputs[names[0]].tolist() if len(names) == 1 else {k: v.tolist() for k, v in inputs.items()}
+        body = json_values(inputs[names[0]]) if len(names) == 1 else {k: json_values(v) for k, v in inputs.items()}
         outputs = self._post({"inputs": body})["outputs"]
         if not isinstance(outputs, dict):
             outputs = {output_names[0]: outputs}
@@ -76,14 +76,24 @@ class RestClient:
         return {k: np.concatenate([p[k] for p in parts]) for k in output_names}
 
 
+def json_values(array: np.ndarray) -> list:
+    """An array as TF Serving's REST API reads it: numbers and text as JSON, binary strings
+    (numpy `S`) as {"b64": base64} objects."""
+    if array.dtype.kind == "S":
+        import base64
+
+        return np.vectorize(lambda b: {"b64": base64.b64encode(b).decode()}, otypes=[object])(array).tolist()
+    return array.tolist()
+
+
 def single_rows(inputs: Mapping[str, np.ndarray]) -> list[dict]:
     """Columnar bodies of one row each (the unit of the latency figures)."""
     n = len(next(iter(inputs.values())))
     names = list(inputs)
     rows = []
     for i in range(n):
-        rows.append(inputs[names[0]][i : i + 1].tolist() if len(names) == 1
-                    else {k: v[i : i + 1].tolist() for k, v in inputs.items()})
+        rows.append(json_values(inputs[names[0]][i : i + 1]) if len(names) == 1
+                    else {k: json_values(v[i : i + 1]) for k, v in inputs.items()})
     return rows
 
 

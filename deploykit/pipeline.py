@@ -105,7 +105,7 @@ class Converter:
                    "model_file": self.model_file, "calibration": str(self.calibration)}
         try:
             answer = worker.call("convert", request, scratch=scratch, sandboxed=self.sandboxed, reads=self.reads,
-                                 config=self.cfg, label="the converter")
+                                 config=self.cfg, targets=[name], label="the converter")
         except BadInputError:  # a refusal (unsupported ops, bad settings): the build's error
             raise
         except DeployKitError as exc:  # crashed, hung, out of memory, or a converter bug
@@ -135,7 +135,7 @@ class Runtimes:
         c = self.converter
         prepared = worker.call("prepare", {"work": str(root / "prepare"), "model_file": model_file, "targets": names,
                                            "calibration": str(c.calibration)},
-                               scratch=root / "prepare", sandboxed=c.sandboxed, reads=c.reads, config=self.cfg,
+                               scratch=root / "prepare", sandboxed=c.sandboxed, reads=c.reads, config=self.cfg, targets=names,
                                label="optimize baseline: preflight")
         baseline = Converter(self.cfg, prepared["preflight"], model_file, c.calibration, c.sandboxed,
                              [*c.reads, root / "prepare"])
@@ -185,7 +185,7 @@ def run(cfg: BuildConfig, rep: Reporter) -> dict:
         intake_dir = work / "intake"
         reads = [p for p in (cfg.model if source and source.kind != "callable" else None, cfg.data) if p]
         label = "load model" if source else f"train {cfg.train_config}" if cfg.train_config else "train the bundled example (digits CNN)"
-        with rep.step(f"{label}, reference outputs, preflight {', '.join(names)}" + (" (sandboxed)" if sandboxed else "")):
+        with rep.step(f"{label}" + (" (sandboxed)" if sandboxed else "") + f": reference outputs, preflight {', '.join(names)}"):
             t0 = time.perf_counter()
             facts = _intake(cfg, source, names, intake_dir, sandboxed, reads)
             timings["intake_seconds"] = time.perf_counter() - t0
@@ -302,7 +302,7 @@ def required(cfg: BuildConfig, target: Target, variant: str) -> bool:
 def _intake(cfg: BuildConfig, source, names: list[str], scratch: Path, sandboxed: bool, reads: list) -> dict:
     request = {"work": str(scratch), "model": cfg.model, "targets": names}
     try:
-        return worker.call("intake", request, scratch=scratch, sandboxed=sandboxed, reads=reads, config=cfg,
+        return worker.call("intake", request, scratch=scratch, sandboxed=sandboxed, reads=reads, config=cfg, targets=names,
                            label="load model")
     except worker.WorkerFailed as exc:  # the model's own code or a TensorFlow crash while loading it
         where = source.location if source else (cfg.train_config or "the bundled example")

@@ -58,6 +58,7 @@ def run_child(cmd: list[str], request: dict, work: Path, *, timeout: float, labe
     {"ok": False, "error": ...} when it crashed, hung past `timeout` or (with `memory_mb`) its
     process tree's resident memory went past the cap."""
     token = uuid.uuid4().hex[:8]
+    work = Path(work).resolve()  # absolute: a sandboxed child starts in another folder
     req_path = work / f"{token}.request.json"
     resp_path = work / f"{token}.response.json"
     req_path.write_text(json.dumps({**request, "response": str(resp_path)}))

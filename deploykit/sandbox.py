@@ -80,34 +80,40 @@ def require(what: str) -> None:
         )
 
 
-def python_paths() -> list[str]:
+def python_paths(pythonpath: str | None = None) -> list[str]:
     """What this Python needs to run deploykit: its installation, the venv, deploykit's code,
     and PYTHONPATH entries (plugin targets installed that way)."""
     paths = {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix,
              sysconfig.get_paths()["stdlib"], sysconfig.get_paths()["platstdlib"], *site.getsitepackages()}
+    # package folders a .pth file adds (e.g. a venv that borrows another's site-packages); never the
+    # working folder, which `python -m` puts first
+    paths.update(p for p in sys.path if p and ("site-packages" in p or "dist-packages" in p))
     package = Path(__file__).resolve().parent
     # deploykit's code, its runtime harnesses and templates (a source checkout / editable install)
     paths.update({str(package), str(package.parent / "targets"), str(package.parent / "docker")})
     real_exe = Path(sys.executable).resolve()
     paths.add(str(real_exe.parent.parent))  # the interpreter the venv's python links to
-    paths.update(p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p)
+    paths.update(p for p in (pythonpath if pythonpath is not None else os.environ.get("PYTHONPATH", "")).split(os.pathsep) if p)
     return sorted(p for p in paths if p and Path(p).exists())
 
 
-def command(cmd: list[str], *, reads: Iterable[Path | str] = (), scratch: Path, cwd: Path | None = None) -> list[str]:
-    """`cmd` wrapped in bubblewrap: `reads` read-only, `scratch` read-write, nothing else of the host."""
+def command(cmd: list[str], *, reads: Iterable[Path | str] = (), scratch: Path, cwd: Path | None = None,
+            env: dict | None = None) -> list[str]:
+    """`cmd` wrapped in bubblewrap: `reads` read-only, `scratch` read-write, nothing else of the host.
+    The environment is KEEP_ENV's variables of this one, then `env`."""
     binary = bwrap_binary()
     scratch = Path(scratch).resolve()
-    args = [binary, *_namespace_args(), *_ro(SYSTEM_PATHS), *_ro(python_paths())]
+    env = dict(env or {})
+    args = [binary, *_namespace_args(), *_ro(SYSTEM_PATHS), *_ro(python_paths(env.get("PYTHONPATH")))]
     for path in reads:
         path = Path(path).resolve()
         if path.exists():
             args += ["--ro-bind", str(path), str(path)]
     args += ["--bind", str(scratch), str(scratch), "--remount-ro", "/", "--chdir", str(cwd or scratch)]
     args += ["--clearenv", "--setenv", "HOME", str(scratch), "--setenv", "TMPDIR", "/tmp"]
-    for key in KEEP_ENV:
-        if key in os.environ:
-            args += ["--setenv", key, os.environ[key]]
+    kept = {key: os.environ[key] for key in KEEP_ENV if key in os.environ}
+    for key, value in {**kept, **env}.items():
+        args += ["--setenv", key, value]
     return [*args, "--", *cmd]
 
 

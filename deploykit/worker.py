@@ -14,6 +14,7 @@ lie inside the worker's scratch folder (`inside()`).
 """
 from __future__ import annotations
 
+import errno
 import json
 import os
 import pickle
@@ -36,25 +37,56 @@ class WorkerFailed(DeployKitError):
 
 
 def call(job: str, request: dict, *, scratch: Path, sandboxed: bool, reads: Iterable[Path | str] = (),
-         config=None, timeout: float = DEFAULT_TIMEOUT, label: str | None = None, memory_mb: int | None = None) -> dict:
+         config=None, targets: Iterable[str] = (), timeout: float = DEFAULT_TIMEOUT, label: str | None = None,
+         memory_mb: int | None = None) -> dict:
     """Run `deploykit.modelwork.JOB(request)` in a worker; return its result (a JSON dict).
+    `targets`: the build's targets, so that one registered in this process (not by an entry point)
+    is found there too.
 
     Raises the worker's own DeployKitError (same class, message and details) or WorkerFailed."""
     label = label or job
+    scratch = Path(scratch).resolve()
     scratch.mkdir(parents=True, exist_ok=True)
-    reads = list(reads)
+    registry, roots = _target_imports(targets)
+    env = {"PYTHONDONTWRITEBYTECODE": "1"}
+    if roots:
+        env["PYTHONPATH"] = os.pathsep.join([*roots, *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))])
+    request = {**request, "registry": registry}
     if config is not None:  # parent -> worker only
         cfg_path = scratch / "config.pickle"
         cfg_path.write_bytes(pickle.dumps(config))
-        request = {**request, "config": str(cfg_path)}
+        request["config"] = str(cfg_path)
     cmd = [sys.executable, "-m", "deploykit.worker", job]
     if sandboxed:
-        cmd = sandbox.command(cmd, reads=reads, scratch=scratch)
-    answer = run_child(cmd, request, scratch, timeout=timeout, label=label,
-                       env={"PYTHONDONTWRITEBYTECODE": "1"}, memory_mb=memory_mb or memory_cap_mb())
+        cmd = sandbox.command(cmd, reads=[*reads, *roots], scratch=scratch, env=env)
+    answer = run_child(cmd, request, scratch, timeout=timeout, label=label, env=env,
+                       memory_mb=memory_mb or memory_cap_mb())
     if answer.get("ok"):
         return answer.get("result") or {}
+    text = str(answer.get("error", ""))
+    for marker, code in (("No space left on device", errno.ENOSPC), ("Disk quota exceeded", errno.EDQUOT)):
+        if marker in text:  # the build's folder is full, not the model's fault: OutputFolder names it (exit 2)
+            raise OSError(code, marker)
     raise _error(answer, label)
+
+
+def _target_imports(names: Iterable[str]) -> tuple[dict[str, str], list[str]]:
+    """Targets the worker's own registry lacks (registered in this process): name -> "module:Class",
+    and the folders their packages import from."""
+    from deploykit.targets import BUILTIN, REGISTRY, _registry, target_class
+
+    known = _registry()
+    registry, roots = {}, []
+    for name in names:
+        if name in BUILTIN or known.get(name) == REGISTRY.get(name):
+            continue
+        registry[name] = REGISTRY[name]
+        top = sys.modules[target_class(name).__module__.split(".")[0]]
+        where = Path(top.__file__).resolve()
+        root = where.parent.parent if where.name == "__init__.py" else where.parent
+        if str(root) not in roots:
+            roots.append(str(root))
+    return registry, roots
 
 
 def memory_cap_mb() -> int:
@@ -89,9 +121,14 @@ def main(argv: list[str]) -> int:
     job, request_path = argv
     request = json.loads(Path(request_path).read_text())
     response = Path(request["response"])
-    if "config" in request:
-        request["config"] = pickle.loads(Path(request["config"]).read_bytes())
     try:
+        if request.get("registry"):  # targets the parent registered in its own process
+            from deploykit.targets import REGISTRY, target_class
+
+            REGISTRY.update(request["registry"])
+            target_class.cache_clear()
+        if "config" in request:
+            request["config"] = pickle.loads(Path(request["config"]).read_bytes())
         from deploykit import modelwork
 
         answer = {"ok": True, "result": getattr(modelwork, job)(request)}

@@ -438,14 +438,27 @@ def test_lambda_layer_is_refused_without_running_it(lambdas, tmp_path, case):
 @pytest.mark.slow
 @pytest.mark.parametrize("case", LAMBDA_MODELS)
 def test_lambda_layer_builds_when_allowed(lambdas, tmp_path, case):
+    """Allowed and trusted (--trust-model: no sandbox), the Lambda's code runs on this machine."""
     path, canary = lambdas[case]
     canary.unlink(missing_ok=True)
-    doc = build(path, tmp_path / "out", allow_unsafe_deserialization=True)
+    doc = build(path, tmp_path / "out", allow_unsafe_deserialization=True, trust_model=True)
     assert doc["passed"] is True
     assert canary.exists(), "the canary did not fire: it could not have caught code running"
     allowed = doc["source"]["policy_findings_allowed"]
     assert any("'evil'" in f and "Lambda" in f for f in allowed)
     assert doc["config"]["settings"]["allow_unsafe_deserialization"] is True
+    assert doc["isolation"]["sandbox"] is None
+
+
+@pytest.mark.slow
+def test_lambda_layer_allowed_but_not_trusted_runs_only_in_the_sandbox(lambdas, tmp_path):
+    """Allowed without --trust-model, the same model builds, but its code runs in the sandbox: the
+    canary it writes lands in the worker's private /tmp, never on this machine."""
+    path, canary = lambdas["tf_keras .keras"]
+    canary.unlink(missing_ok=True)
+    doc = build(path, tmp_path / "out", allow_unsafe_deserialization=True)
+    assert doc["passed"] is True and doc["isolation"]["sandbox"] == "bubblewrap"
+    assert not canary.exists()
 
 
 @pytest.fixture

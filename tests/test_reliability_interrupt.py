@@ -30,7 +30,7 @@ SLOW_VALIDATION = textwrap.dedent("""
     max_seconds = 4.0
     """)
 STAGES = {  # stage: (progress line that starts it, seconds to wait after it)
-    "load": ("load model ...", 1.0),
+    "load": ("load model", 1.0),
     "convert": ("convert 2 artifact(s) ...", 0.0),
     "validate": ("validate 2 artifact(s): parity and latency ...", 2.0),
 }
@@ -102,7 +102,7 @@ def test_killed_builds_leave_previous_output_and_the_next_build_cleans_up(model,
 def test_second_build_into_the_same_folder_exits_75_quickly_and_the_first_proceeds(model, tmp_path):
     ws = Workspace(tmp_path)
     first = ws.popen("build", "--model", str(model), "--out", "out", "--quantize", "float32", "--no-latency")
-    wait_for(first, "load model ...")  # the lock is taken before the model loads
+    wait_for(first, "load model")  # the lock is taken before the model loads
     t0 = time.monotonic()
     second = ws.cli("build", "--model", str(model), "--out", "out", "--quantize", "float32", "--no-latency", "--json")
     seconds = time.monotonic() - t0

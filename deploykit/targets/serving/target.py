@@ -134,14 +134,14 @@ class ServingTarget(Target):
             return artifact
         started = time.perf_counter()
         details = dict(artifact.details)
-        details["image"] = self._build_image(Path(artifact.path), details["model_sha256"])
+        details["image"] = self._build_image(Path(artifact.path), details["model_name"], details["model_sha256"])
         details["convert_seconds"] = round(details["convert_seconds"] + time.perf_counter() - started, 3)
         return Artifact(artifact.target, artifact.variant, artifact.path, details)
 
-    def _build_image(self, root: Path, model_sha: str) -> dict:
+    def _build_image(self, root: Path, model_name: str, model_sha: str) -> dict:
         c = self._client = self._client or ctr.client()
         _ensure_base(c, self._base_image)
-        tag = f"deploykit-serving/{self.plan['model_name']}:{model_sha[:12]}"
+        tag = f"deploykit-serving/{model_name}:{model_sha[:12]}"
         try:
             built = ctr.build_image(c, root, tag, {"org.deploykit.model.sha256": model_sha})
         except ctr.ContainerError as exc:
@@ -199,8 +199,9 @@ class ServingTarget(Target):
         """Load the repository's SavedModel in a worker (sandboxed unless the model is trusted)."""
         from deploykit import worker
 
-        scratch = request.outputs.with_name(f"{request.outputs.name}.{function}")
-        job = {"function": f"{__name__}:{function}", "version_dir": str(version_dir), "inputs": str(request.inputs),
+        scratch = request.outputs.with_name(f"{request.outputs.name}.{function}").resolve()
+        version_dir = version_dir.resolve()
+        job = {"function": f"{__name__}:{function}", "version_dir": str(version_dir), "inputs": str(Path(request.inputs).resolve()),
                "work": str(scratch), "latency": dataclasses.asdict(request.latency), **extra}
         result = worker.call("call", job, scratch=scratch, sandboxed=self.sandboxed, reads=[version_dir, request.inputs],
                              timeout=600 + request.latency.max_seconds * 4, label=f"serving/{request.artifact.variant}")

@@ -171,10 +171,10 @@ class TFLiteTarget(Target):
     # ---- runtime ---------------------------------------------------------------------------
     def run(self, request: RunRequest, work: Path) -> dict:
         lat = request.latency
-        payload = {
-            "model": str(request.artifact.path),
-            "inputs": str(request.inputs),
-            "outputs": str(request.outputs_for(BACKEND)),
+        payload = {  # absolute paths: the sandboxed harness starts in its scratch folder
+            "model": str(Path(request.artifact.path).resolve()),
+            "inputs": str(Path(request.inputs).resolve()),
+            "outputs": str(request.outputs_for(BACKEND).resolve()),
             "mode": request.mode,
             "flex": bool(request.artifact.details.get("needs_flex")),
             "threads": lat.threads,

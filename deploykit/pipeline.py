@@ -240,7 +240,7 @@ def run(cfg: BuildConfig, rep: Reporter) -> dict:
                 target_facts[name].update(extra)
         for r in records:
             if r.rejected and r.artifact.path is not None:  # kept out of the output; the manifest says why
-                shutil.rmtree(r.artifact.path)
+                shutil.rmtree(r.artifact.path) if r.artifact.path.is_dir() else r.artifact.path.unlink()
         kept = [r for r in records if not r.rejected]
         # what the optimization bought, against the unoptimized artifacts (deploykit/optimize)
         opt_section = None

@@ -41,7 +41,9 @@ SYSTEM_PATHS = ("/usr", "/lib", "/lib64", "/lib32", "/bin", "/sbin", "/etc/ld.so
 # the environment a worker keeps (everything else, tokens and credentials among them, is dropped)
 KEEP_ENV = ("PATH", "LANG", "LC_ALL", "TZ", "TF_CPP_MIN_LOG_LEVEL", "TF_USE_LEGACY_KERAS", "CUDA_VISIBLE_DEVICES",
             "OMP_NUM_THREADS", "TF_NUM_INTEROP_THREADS", "TF_NUM_INTRAOP_THREADS", "PYTHONHASHSEED",
-            "DEPLOYKIT_PARENT_PID", "TFDF_DISABLE_WELCOME_MESSAGE", "PYTHONPATH")
+            "DEPLOYKIT_PARENT_PID", "TFDF_DISABLE_WELCOME_MESSAGE", "PYTHONPATH",
+            # deploykit's own settings that targets read while preparing (never the registry credentials)
+            "DEPLOYKIT_SERVING_BASE_IMAGE", "DEPLOYKIT_CHROMIUM", "DEPLOYKIT_DOCKER_NETWORK")
 
 
 def bwrap_binary() -> str | None:

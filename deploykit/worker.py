@@ -47,7 +47,8 @@ def call(job: str, request: dict, *, scratch: Path, sandboxed: bool, reads: Iter
     label = label or job
     scratch = Path(scratch).resolve()
     scratch.mkdir(parents=True, exist_ok=True)
-    registry, roots = _target_imports(targets)
+    # every target the config holds settings for: unpickling them imports their modules
+    registry, roots = _target_imports(dict.fromkeys([*targets, *(getattr(config, "target_settings", None) or {})]))
     env = {"PYTHONDONTWRITEBYTECODE": "1"}
     if roots:
         env["PYTHONPATH"] = os.pathsep.join([*roots, *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))])

@@ -160,7 +160,9 @@ def test_gru_int8_crash_fails_those_artifacts_not_the_build(fam, tmp_path):
     assert arts["float16"]["passed"] is True and arts["float16"]["parity"]["samples"] == 96
     for variant in ("int8", "int16x8"):
         assert arts[variant]["path"] is None and arts[variant]["failures"][0]["kind"] == "conversion"
-    assert not out.exists() and sorted(p.name for p in tmp_path.iterdir()) == []  # no leftovers
+    assert not out.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["out.failed"]  # no leftovers
+    kept = json.loads((tmp_path / "out.failed" / "manifest.json").read_text())
+    assert kept["passed"] is False and (tmp_path / "out.failed" / "tflite" / "model_float16.tflite").is_file()
 
 
 # ---- attention -----------------------------------------------------------------------------------

@@ -65,7 +65,7 @@ def test_a_failed_build_is_kept_in_out_failed_and_cannot_be_published(tmp_path):
     assert run_cli("validate", "out.failed", cwd=tmp_path).returncode == 3  # checksums hold; the budget still fails
 
     published = run_cli("publish", "out.failed", "--to", str(tmp_path / "shelf"), cwd=tmp_path)
-    assert published.returncode == 3 and "failed validation" in errors(published)[0]
+    assert published.returncode == 3 and "refusing to publish: validation did not pass for tflite/float32" in errors(published)[0]
     assert not (tmp_path / "shelf").exists()
 
     again = run_cli(*args, cwd=tmp_path)  # the next failed build replaces it

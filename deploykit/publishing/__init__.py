@@ -32,12 +32,10 @@ def publish(out: str | Path, dest: str, *, force: bool = False) -> dict:
     if problems:
         raise BadInputError(f"{root}: files changed since the build, refusing to publish: {problems[0]}"
                             + (f" (+{len(problems) - 1} more)" if len(problems) > 1 else ""), details={"problems": problems})
-    if doc.get("passed") is False:
-        raise BudgetError(f"{root}: refusing to publish a build that failed validation (kept for inspection only)",
-                          details={"failed_build": str(root)})
     unproven = [a.key for a in entries(doc) if not a.passed]
-    if unproven:
-        raise BudgetError(f"{root}: refusing to publish: validation did not pass for {', '.join(unproven)}",
+    if unproven or doc.get("passed") is False:  # e.g. OUT.failed, kept for inspection only
+        why = f"validation did not pass for {', '.join(unproven)}" if unproven else "the build failed validation"
+        raise BudgetError(f"{root}: refusing to publish: {why} (a failed build is kept for inspection only)",
                           details={"unproven": unproven})
     target = parse_dest(dest)
     if isinstance(target, Path):

@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 BEFORE = "5366d66"  # the last commit whose CLI loaded and converted models in its own process
 BUILD = {"example": ["--target", "tflite"],  # every TFLite variant, latency included
-         "mobilenetv2": ["--target", "tflite", "--quantize", "float32,dynamic,int8"]}
+         "mobilenetv2": ["--target", "tflite", "--quantize", "float32,float16"]}
 
 
 def sample(proc: subprocess.Popen, peaks: dict) -> None:
@@ -88,22 +88,25 @@ def main(argv=None) -> int:
     worktree = tmp / "before"
     subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(worktree), args.before],
                    check=True, capture_output=True)
-    before_env = {**env, "PYTHONPATH": str(worktree)}
-    check = subprocess.run([python, "-c", "import deploykit; print(deploykit.__file__)"], env=before_env,
+    # the editable install's import hook would win over PYTHONPATH: the earlier version's CLI drops it
+    use = (f"import sys; sys.meta_path[:] = [f for f in sys.meta_path if 'editable' not in repr(f).lower()]; "
+           f"sys.path.insert(0, {str(worktree)!r}); ")
+    check = subprocess.run([python, "-c", use + "import deploykit; print(deploykit.__file__)"], env=env,
                            capture_output=True, text=True, check=True).stdout.strip()
     assert check.startswith(str(worktree)), check
     cli = [python, "-c", "import sys; from deploykit.cli import main; sys.argv[0] = 'deploykit'; main()"]
+    before_cli = [python, "-c", use + "from deploykit.cli import main; sys.argv[0] = 'deploykit'; main()"]
     results = {}
     try:
         for name in args.models.split(","):
             model_args = list(BUILD[name])
             if name != "example":
                 model_args += list(_mobilenet(tmp))
-            configs = {"sandboxed": (env, model_args), "trusted": (env, [*model_args, "--trust-model"]),
-                       "before": (before_env, model_args)}
+            configs = {"sandboxed": (cli, model_args), "trusted": (cli, [*model_args, "--trust-model"]),
+                       "before": (before_cli, model_args)}
             rows = {}
-            for label, (e, a) in configs.items():
-                runs = [run_build(cli, a, e, tmp / f"out-{name}-{label}") for _ in range(args.repeat)]
+            for label, (c, a) in configs.items():
+                runs = [run_build(c, a, env, tmp / f"out-{name}-{label}") for _ in range(args.repeat)]
                 rows[label] = min(runs, key=lambda r: r["wall_s"])
                 print(f"[isolation] {name} {label}: {rows[label]}", file=sys.stderr, flush=True)
             rows["sandbox_cost"] = round(rows["sandboxed"]["wall_s"] / rows["trusted"]["wall_s"], 3)

@@ -20,6 +20,7 @@ import json
 import os
 import shutil
 import tempfile
+import time
 from pathlib import Path
 
 from deploykit.errors import BadInputError, DeployKitError, LockedError, OutputUnwritableError
@@ -110,7 +111,11 @@ class OutputFolder:
 
     def __exit__(self, exc_type, exc, tb) -> None:
         if not self.committed:
-            shutil.rmtree(self.staging, ignore_errors=True)
+            for _ in range(3):  # a process killed a moment ago may still have been writing into it
+                shutil.rmtree(self.staging, ignore_errors=True)
+                if not self.staging.exists():
+                    break
+                time.sleep(0.2)
         tempfile.tempdir = self._saved_tempdir
         shutil.rmtree(self._tmp, ignore_errors=True)
         self._release()

@@ -33,10 +33,29 @@ def stop() -> None:
     _stopping.set()
     with _live_lock:
         for proc in list(_live):
-            try:
-                proc.kill()
-            except OSError:
-                pass
+            _kill_tree(proc)
+
+
+def _kill_tree(proc: subprocess.Popen) -> None:
+    """Kill `proc` and every process under it, and wait for them: a sandboxed worker runs under
+    bubblewrap, and killing bwrap alone leaves its child alive (writing files) for a moment."""
+    try:
+        import psutil
+
+        tree = psutil.Process(proc.pid).children(recursive=True)
+    except Exception:  # noqa: BLE001 - already gone, or psutil unavailable
+        tree = []
+    for p in tree:
+        try:
+            p.kill()
+        except Exception:  # noqa: BLE001 - gone meanwhile
+            pass
+    try:
+        proc.kill()
+    except OSError:
+        pass
+    if tree:
+        psutil.wait_procs(tree, timeout=5)
 
 
 def map_jobs(fn: Callable, items: Iterable, jobs: int) -> list:
@@ -79,14 +98,14 @@ def run_child(cmd: list[str], request: dict, work: Path, *, timeout: float, labe
     try:
         _stdout, stderr = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
-        proc.kill()
+        _kill_tree(proc)
         proc.communicate()
         return {"ok": False, "error": f"{label}: runtime did not finish within {timeout:.0f} s"}
     finally:
         with _live_lock:
             _live.discard(proc)
         if proc.poll() is None:  # interrupted while waiting (KeyboardInterrupt in this thread)
-            proc.kill()
+            _kill_tree(proc)
             proc.wait()
     if _stopping.is_set():
         return {"ok": False, "error": f"{label}: stopped (interrupted)"}

@@ -339,10 +339,6 @@ def _failed_record(name, variant, reason, staging, targets, cfg) -> ArtifactReco
     return record
 
 
-def _rows(arrays: dict) -> int:
-    return len(next(iter(arrays.values())))
-
-
 def _summary_line(r: ArtifactRecord) -> str:
     verdict = "PASS" if r.passed else "REJECTED" if r.rejected else "FAIL"
     speed = f", p50 {r.latency['p50_ms']:.3f} ms" if r.latency else ""

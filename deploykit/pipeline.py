@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -171,6 +171,7 @@ def run(cfg: BuildConfig, rep: Reporter) -> dict:
         t.check_runtime(cfg)
     if cfg.model and cfg.train_config:
         raise BadInputError("--model and --train-config: give one (--train-config trains the model to build)")
+    cfg = _absolute_paths(cfg)  # workers run elsewhere (a sandbox's scratch folder): relative paths would miss
     source = sniff(cfg.model) if cfg.model else None  # bad paths fail before any worker starts
     findings = policy.vet(source, cfg.allow_unsafe_deserialization) if source else []  # the first wall
     sandboxed = sandboxing(cfg, source)  # the second
@@ -273,6 +274,13 @@ def run(cfg: BuildConfig, rep: Reporter) -> dict:
         folder.commit()
     rep.info(f"wrote {Path(cfg.out)} ({len(doc['artifacts'])} artifact(s), {timings['total_seconds']:.1f} s)")
     return doc
+
+
+def _absolute_paths(cfg: BuildConfig) -> BuildConfig:
+    """The model, data and training-config paths made absolute (a module:function spec stays)."""
+    absolute = {key: os.path.abspath(value) for key in ("model", "data", "train_config")
+                if (value := getattr(cfg, key)) and os.path.exists(value)}
+    return replace(cfg, **absolute) if absolute else cfg
 
 
 def _budget(cfg: BuildConfig, target: Target, variant: str, data_facts: dict) -> dict[str, float]:

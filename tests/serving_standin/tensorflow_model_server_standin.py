@@ -137,19 +137,25 @@ def _strings(value):
     return value.encode() if isinstance(value, str) else value
 
 
+def _named(value) -> bool:
+    """Whether a row or an `inputs` value names its inputs: a JSON object, except {"b64": ...},
+    which is one binary value (TF Serving's rule)."""
+    return isinstance(value, dict) and set(value) != {"b64"}
+
+
 def predict(loaded, body: dict):
     fn = loaded.signatures[body.get("signature_name", "serving_default")]
     specs = fn.structured_input_signature[1]
     names = sorted(specs)
     if "instances" in body:
         rows = body["instances"]
-        if len(names) == 1 and not (rows and isinstance(rows[0], dict)):
+        if len(names) == 1 and not (rows and _named(rows[0])):
             feeds = {names[0]: rows}
         else:
             feeds = {n: [r[n] for r in rows] for n in names}
     elif "inputs" in body:
         given = body["inputs"]
-        feeds = given if isinstance(given, dict) else {names[0]: given}
+        feeds = given if _named(given) else {names[0]: given}
     else:
         raise ValueError("Missing 'instances' or 'inputs' key")
     missing = set(names) - set(feeds)

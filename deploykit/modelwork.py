@@ -62,7 +62,7 @@ def intake(request: dict) -> dict:
     parity_in = data_mod.take(inputs, cfg.parity_samples)
     calibration = data_mod.take(inputs, cfg.calibration_samples)
     data_facts.update(rows=_rows(inputs), parity_rows=_rows(parity_in), calibration_rows=_rows(calibration))
-    reference = model.predict(parity_in)
+    reference = _reference(model, parity_in, data_facts)
     for warning in parity.check_reference(reference, model.source.location):
         data_facts["warnings"].append(warning)
     from deploykit.validation import noise
@@ -75,6 +75,25 @@ def intake(request: dict) -> dict:
     facts.update(_describe(model), model_file=_model_file(model, work))
     facts["preflight"] = _prepare_all(model, calibration, cfg, work, request["targets"])
     return facts
+
+
+def _reference(model, inputs: dict, data_facts: dict) -> dict:
+    """The model's outputs on the parity rows. A model that rejects them (TensorFlow's
+    InvalidArgumentError: a malformed proto, a value out of range) is bad input, exit 2."""
+    from deploykit.tfenv import tensorflow
+
+    tf = tensorflow()
+    try:
+        return model.predict(inputs)
+    except (tf.errors.InvalidArgumentError, tf.errors.OutOfRangeError) as exc:
+        lines = [ln.strip() for ln in str(exc.message).splitlines() if ln.strip()]
+        reason = next((ln for ln in lines if "Graph execution error" not in ln), type(exc).__name__)
+        where = data_facts.get("path") or "the generated inputs"
+        hint = ""
+        if any(a.dtype.kind == "S" for a in inputs.values()):
+            hint = (" (numpy 'S' arrays drop trailing NUL bytes: a serialized proto that ends in 0x00, e.g. one"
+                    " with an empty bytes feature, does not survive an .npz; see README: Using it, Data)")
+        raise BadInputError(f"{where}: the model cannot run on these inputs: {reason[:300]}{hint}") from None
 
 
 def prepare(request: dict) -> dict:

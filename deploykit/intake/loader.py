@@ -35,6 +35,14 @@ class LoadedModel:
     def optimizable(self) -> bool:
         return self.keras_model is not None
 
+    @property
+    def keras_object(self) -> Any:
+        """The Keras model (tf_keras or Keras 3) behind this one, or None (a SavedModel)."""
+        if self.keras_model is not None:
+            return self.keras_model
+        keras3_file = self.source.kind in ("keras_zip", "h5") and self.source.keras == "keras3"
+        return self.trackable.model if keras3_file else None  # _keras3_trackable's holder
+
     def predict(self, inputs: dict[str, np.ndarray], batch_size: int = 256) -> dict[str, np.ndarray]:
         tf = tensorflow()
         n = len(next(iter(inputs.values())))
@@ -114,6 +122,11 @@ def _from_keras(source: ModelSource, model, *, tf_keras_model: bool, findings: l
         keras_model=model if tf_keras_model else None,
         findings=findings,
     )
+
+
+def from_keras_object(source: ModelSource, model) -> LoadedModel:
+    """A LoadedModel for a Keras model object made in this process (tf_keras or Keras 3)."""
+    return _from_keras(source, model, tf_keras_model=type(model).__module__.startswith("tf_keras"), findings=[])
 
 
 def keras_interface(model) -> tuple[IOContract, Callable[[dict], dict]]:

@@ -39,8 +39,8 @@ from deploykit.runner import run_child
 from deploykit.targets import harness_path
 from deploykit.targets.base import Artifact, RunRequest, Target
 from deploykit.targets.js import quantize as js_quantize
+from deploykit.targets.js import retrace, select
 from deploykit.targets.js import rewrite as js_rewrite
-from deploykit.targets.js import select
 from deploykit.targets.js import settings as js_settings
 from deploykit.targets.js.node import (
     bundle_problems,
@@ -53,6 +53,7 @@ from deploykit.targets.js.node import (
 
 QUANTIZATION = {"float32": None, "float16": {"float16": "*"}, "uint16": {"uint16": "*"}, "uint8": {"uint8": "*"}}
 BACKENDS = js_settings.BACKENDS
+CONTROL_FLOW = {"Enter", "Exit", "LoopCond", "NextIteration", "While", "StatelessWhile"}
 _CONVERTER_LOCK = threading.Lock()  # the converter builds TF graphs in global state: one at a time
 
 
@@ -128,18 +129,14 @@ class JSTarget(Target):
             _check_layers_names(model)
         probe = work / "js-preflight"
         started = time.perf_counter()
-        try:
-            self._convert(probe, None)
-        except ValueError as exc:
-            ops = unsupported_ops(str(exc))
-            if ops is None:
-                raise
-            raise UnsupportedOpsError(
-                f"{model.source.location}: needs TensorFlow ops the TF.js runtime does not support and that have "
-                f"no exact rewrite: {', '.join(ops)}", details={"ops": ops, "rewritable": sorted(js_rewrite.RULES)},
-            ) from None
-        self._probe, self._probe_seconds = probe, time.perf_counter() - started
+        self._probe_convert(model, probe)
         doc = json.loads((probe / "model.json").read_text())
+        retraced = []
+        if self._format == "graph" and _ops(doc) & ({"Einsum"} | CONTROL_FLOW):
+            retraced = self._retrace(model, work, probe, doc)
+            if retraced:
+                doc = json.loads((probe / "model.json").read_text())
+        self._probe, self._probe_seconds = probe, time.perf_counter() - started
         self.plan = {
             "format": f"{self._format}-model",
             "conversion_path": "saved_model" if self._format == "graph" else "keras_model",
@@ -147,9 +144,10 @@ class JSTarget(Target):
             "weight_shard_bytes": self._shard_bytes,
             "signature": {k: sorted(doc.get("signature", {}).get(k, {})) for k in ("inputs", "outputs")},
             "ops": sorted({n["op"] for n in doc["modelTopology"].get("node", [])} - {"Const", "Placeholder"}),
-            "rewrites": [{"op": op, "nodes": n, "into": js_rewrite.RULES[op].formula}
+            "rewrites": [{"op": op, "nodes": n, "into": js_rewrite.formula(op)}
                          for op, n in sorted(self._rewrites.items())],
         }
+        self.plan["rewrites"] += retraced
         missing = set(model.contract.input_names) - set(self.plan["signature"]["inputs"])
         missing |= set(model.contract.output_names) - set(self.plan["signature"]["outputs"])
         if missing:
@@ -166,6 +164,49 @@ class JSTarget(Target):
                     js_quantize.requantize(probe, work / f"js-{variant}", QUANTIZATION[variant], self._shard_bytes)
                     self._requantized[variant] = (work / f"js-{variant}", time.perf_counter() - t0)
         return dict(self.plan)
+
+    def _probe_convert(self, model, probe: Path) -> None:
+        """The float32 conversion of the preflight; ops TF.js lacks and no rule rewrites: exit 2, named."""
+        try:
+            self._convert(probe, None)
+        except ValueError as exc:
+            ops = unsupported_ops(str(exc))
+            if ops is None:
+                raise
+            raise UnsupportedOpsError(
+                f"{model.source.location}: needs TensorFlow ops the TF.js runtime does not support and that have "
+                f"no exact rewrite: {', '.join(ops)}", details={"ops": ops, "rewritable": sorted(js_rewrite.RULES)},
+            ) from None
+
+    def _retrace(self, model, work: Path, probe: Path, doc: dict) -> list[dict]:
+        """Convert from a SavedModel of the same Keras model traced for TF.js (retrace.py): loops
+        unrolled where the time steps are fixed, einsum as matrix products. Returns the rewrites
+        made ([] when none applies: a SavedModel source, an open sequence length)."""
+        from deploykit.intake import loader
+
+        keras_model, ops = model.keras_object, _ops(doc)
+        if keras_model is None:
+            return []
+        rewrites = []
+        made = retrace.unrolled(keras_model) if ops & CONTROL_FLOW else None
+        if made is not None:
+            keras_model, count = made
+            rewrites.append({"op": "While", "nodes": count, "into": retrace.UNROLLED})
+        if "Einsum" in ops:
+            rewrites.append({"op": "Einsum", "nodes": _nodes(doc, "Einsum"), "into": retrace.EINSUM})
+        if not rewrites:
+            return []
+        traced = loader.from_keras_object(model.source, keras_model)
+        if traced.contract != model.contract:  # names or shapes changed: keep the original graph
+            return []
+        try:
+            with retrace.einsum_as_matmuls():
+                self._saved_model = traced.export_saved_model(work / "js-retraced" / "saved_model")
+        except ValueError:  # Keras could not trace the copy: keep the original graph
+            return []
+        shutil.rmtree(probe)
+        self._probe_convert(model, probe)
+        return rewrites
 
     def plan_state(self) -> dict:
         return {"plan": dict(self.plan), "saved_model": str(self._saved_model), "probe_seconds": self._probe_seconds,
@@ -295,6 +336,21 @@ def _check_layers_names(model) -> None:
     if [sorted(x) for x in got] != [sorted(x) for x in want]:
         raise BadInputError(f"{model.source.location}: Keras names {got} differ from the model's signature {want}; "
                             "a layers model would lose them: use the graph format")
+
+
+def _all_nodes(doc: dict) -> list[dict]:
+    """The nodes of a graph model.json: its main graph's and its functions'."""
+    topology = doc["modelTopology"]
+    return [*topology.get("node", []), *(n for fn in topology.get("library", {}).get("function", [])
+                                         for n in fn.get("nodeDef", []))]
+
+
+def _ops(doc: dict) -> set[str]:
+    return {n["op"] for n in _all_nodes(doc)}
+
+
+def _nodes(doc: dict, op: str) -> int:
+    return sum(n["op"] == op for n in _all_nodes(doc))
 
 
 def unsupported_ops(message: str) -> list[str] | None:

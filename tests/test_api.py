@@ -1,5 +1,6 @@
 """The Python API (`deploykit.api`): real signatures with the CLI's names, only DeployKitError for bad
-arguments, in-memory tf_keras / Keras 3 models and numpy arrays as inputs.
+arguments, in-memory tf_keras / Keras 3 models and numpy arrays as inputs, and the README's example,
+extracted and run so it cannot go stale.
 
 Fast tests replace `pipeline.run` to see the settings a call produces; the slow ones build tflite."""
 from __future__ import annotations
@@ -20,6 +21,7 @@ import deploykit
 from deploykit import pipeline
 from deploykit.errors import BadInputError, DeployKitError, MissingRuntimeError, SecurityError
 
+README = Path(__file__).resolve().parent.parent / "README.md"
 BUILD_KEYWORDS = ["model", "data", "target", "targets", "quantize", "out", "config", "latency", "budget", "budgets",
                   "jobs", "parity_samples", "trust_model", "allow_unsafe_deserialization", "train_config", "prune",
                   "qat", "cluster", "quiet"]
@@ -274,7 +276,66 @@ def test_a_real_lambda_model_is_refused_by_its_name(keras, tmp_path, monkeypatch
     assert os.listdir(tmp_path) == []
 
 
-# ---- real builds -------------------------------------------------------------------------------------
+# ---- real builds: the README's example, and Keras 3 with named arrays -------------------------------
+def readme_example() -> str:
+    section = README.read_text(encoding="utf-8").split("\n## Python API\n", 1)[1].split("\n## ", 1)[0]
+    blocks = re.findall(r"```python\n(.*?)```", section, re.S)
+    assert len(blocks) == 1, "the Python API section holds one python example"
+    return blocks[0]
+
+
+@pytest.fixture(scope="module")
+def readme_build(tmp_path_factory):
+    """Run the README's example as written, in a folder of its own (it writes `tiny-out` there)."""
+    from deploykit.tfenv import tensorflow
+
+    tensorflow()  # as every test does: TensorFlow first imported with TF_USE_LEGACY_KERAS=1
+    folder = tmp_path_factory.mktemp("readme")
+    (folder / "tmp").mkdir()
+    cwd, tempdir = os.getcwd(), tempfile.tempdir
+    os.chdir(folder)
+    tempfile.tempdir = str(folder / "tmp")
+    try:
+        namespace: dict = {"__name__": "__readme__"}
+        exec(compile(readme_example(), f"{README}:Python API", "exec"), namespace)  # noqa: S102
+    finally:
+        os.chdir(cwd)
+        tempfile.tempdir = tempdir
+    return folder, namespace
+
+
+@pytest.mark.slow
+def test_the_readme_example_builds_an_in_memory_model_from_arrays(readme_build):
+    from deploykit import manifest as manifest_mod
+
+    folder, ns = readme_build
+    doc = ns["manifest"]
+    manifest_mod.check(doc)
+    assert doc["passed"] and [a["variant"] for a in doc["artifacts"]] == ["float32", "float16"]
+    assert doc["source"]["kind"] == "in_memory" and doc["source"]["location"] == "in-memory tf_keras model 'tiny'"
+    assert doc["data"]["origin"] == "in_memory" and doc["data"]["rows"] == 64
+    assert doc["config"]["settings"]["model"] == "in-memory tf_keras model 'tiny'"
+    assert doc["config"]["settings"]["latency"]["enabled"] is False
+    assert doc["isolation"]["trusted_model"] is True
+    assert all(a["latency"] is None for a in doc["artifacts"])
+    assert manifest_mod.read(folder / "tiny-out")["source"] == doc["source"]
+    assert os.listdir(folder / "tmp") == []  # the saved model and arrays are removed
+
+
+@pytest.mark.slow
+def test_validate_report_and_publish_return_their_results(readme_build):
+    folder, _ = readme_build
+    out = folder / "tiny-out"
+    checked = deploykit.validate(out)
+    assert checked["passed"] and {a["variant"] for a in checked["artifacts"]} == {"float32", "float16"}
+    made = deploykit.report(out)
+    assert made.folder == out and made.html.is_file() and made.md.is_file() and made.json.is_file()
+    assert made.document["build"]["source"]["kind"] == "in_memory"
+    published = deploykit.publish(out, folder / "published")
+    assert published["status"] == "published" and (folder / "published" / "SHA256SUMS").is_file()
+    assert deploykit.publish(out, folder / "published")["status"] == "unchanged"
+
+
 @pytest.mark.slow
 def test_a_keras3_model_with_a_dict_of_arrays(tmp_path, monkeypatch):
     from deploykit.tfenv import keras3

@@ -1,4 +1,4 @@
-"""`build()`: model in, validated artifacts and a manifest out.
+"""`run()`: model in, validated artifacts and a manifest out (`deploykit.build` and the CLI call it).
 
 The data flows top to bottom: settings -> the model vetted by the policy (in this process, no
 TensorFlow) -> the intake worker (load or train, optimize, data, reference outputs, canonical
@@ -17,33 +17,23 @@ import shutil
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Mapping
 
 from deploykit import manifest as manifest_mod
 from deploykit import sandbox, worker
 from deploykit.arrays import read_npz, save_npz
-from deploykit.config import BuildConfig, load_config_file, make_config
+from deploykit.config import BuildConfig
 from deploykit.contract import IOContract
 from deploykit.errors import BadInputError, BudgetError, DeployKitError
 from deploykit.intake import policy
 from deploykit.intake.sniff import sniff
 from deploykit.output import OutputFolder
-from deploykit.progress import Reporter, silent
+from deploykit.progress import Reporter
 from deploykit.records import ArtifactRecord, Parity
 from deploykit.runner import map_jobs
 from deploykit.targets import Artifact, Target, resolve, target_class
 from deploykit.validation import judge, parity
 from deploykit.version import __version__
-
-
-def build(model: str | None = None, data: str | None = None, targets=None, quantize=None,
-          out: str | None = None, config: str | None = None, *, reporter: Reporter | None = None,
-          **settings: Any) -> dict:
-    """Build, validate and write artifacts; return the manifest. Raises a DeployKitError on failure
-    (BudgetError carries the manifest of the failed build in `.manifest`)."""
-    file_settings = load_config_file(config) if config else None
-    cfg = make_config(file_settings, model=model, data=data, targets=targets, quantize=quantize, out=out, **settings)
-    return run(cfg, reporter or silent())
 
 
 def plan_variants(cfg: BuildConfig, targets: Mapping[str, Target], rep: Reporter | None = None) -> dict[str, list[str]]:
@@ -162,7 +152,12 @@ class Runtimes:
         return measured.get("latency", {}).get("p50_ms")
 
 
-def run(cfg: BuildConfig, rep: Reporter) -> dict:
+def run(cfg: BuildConfig, rep: Reporter, *, named: Mapping[str, str] | None = None) -> dict:
+    """Build, validate and write artifacts; return the manifest. Raises a DeployKitError on failure
+    (BudgetError carries the manifest of the failed build in `.manifest`).
+
+    `named`: settings ("model", "data") that the Python API received as objects and saved to
+    temporary files (deploykit.api); the manifest names them by these labels, not by those paths."""
     started = time.perf_counter()
     names = resolve(cfg.targets)
     targets = {n: target_class(n)(cfg.settings_for(n)) for n in names}
@@ -252,7 +247,7 @@ def run(cfg: BuildConfig, rep: Reporter) -> dict:
         # 4. manifest and commit ------------------------------------------------------------------
         shutil.rmtree(work)
         timings["total_seconds"] = time.perf_counter() - started
-        doc = _manifest(cfg, facts, findings, target_facts, records, staging, timings, sandboxed)
+        doc = _manifest(cfg, facts, findings, target_facts, records, staging, timings, sandboxed, named or {})
         if opt_section:
             doc["optimize"] = opt_section
             doc["passed"] = doc["passed"] and opt_section["passed"]
@@ -353,7 +348,8 @@ def _summary_line(r: ArtifactRecord) -> str:
     return f"{verdict} {r.key}: {r.bytes:,} bytes{speed}"
 
 
-def _manifest(cfg, facts, findings, target_facts, records, staging: Path, timings, sandboxed: bool) -> dict:
+def _manifest(cfg, facts, findings, target_facts, records, staging: Path, timings, sandboxed: bool,
+              named: Mapping[str, str]) -> dict:
     # sizes are relative to each target's float32 artifact, even one a hook rejected (--js-quantize auto)
     float_bytes = {r.target: r.bytes for r in records if r.variant == "float32"}
     artifacts = []
@@ -363,16 +359,21 @@ def _manifest(cfg, facts, findings, target_facts, records, staging: Path, timing
         digest = manifest_mod.artifact_digest(r.artifact.path)[0] if r.artifact.path is not None else None
         artifacts.append(r.to_manifest(staging, digest, float_bytes.get(r.target)).to_json())
     source = {**facts["source"], "policy_findings_allowed": list(findings)}
+    data_facts, example = facts["data"], facts.get("example")
+    if "model" in named:  # an in-memory model, saved to a temporary file for the build
+        source.update(kind="in_memory", location=named["model"])
+    if "data" in named:
+        data_facts = {**data_facts, "origin": "in_memory", "path": named["data"]}
+    recorded = replace(cfg, **named)  # settings as given: a temporary path would change the hash every build
     rejected = [{"target": r.target, "variant": r.variant, "reason": r.rejected, "failures": r.failures}
                 for r in records if r.rejected]
-    data_facts, example = facts["data"], facts.get("example")
     doc = {
         "schema_version": manifest_mod.SCHEMA_VERSION,
         "deploykit_version": __version__,
         "created_at": manifest_mod.now(),
         "passed": all(a["passed"] for a in artifacts),
         "source": source,
-        "config": {"hash": cfg.config_hash(), "settings": cfg.to_json()},
+        "config": {"hash": recorded.config_hash(), "settings": recorded.to_json()},
         "environment": manifest_mod.environment(),
         "contract": facts["contract"],
         "isolation": {"workers": "process per job", "sandbox": "bubblewrap" if sandboxed else None,

@@ -17,7 +17,9 @@ from deploykit.cli.exits import run as _run
 @click.option("--dest", metavar="DIR", help="Where to write report.* (default: OUT; with --baseline: OUT-report).")
 @click.option("--config", "config_file", metavar="FILE.toml", help="Regression thresholds from its [regression] table.")
 @click.option("--max-size-increase", type=float, metavar="FRACTION", help="Allowed size growth (default 0.05 = 5%).")
-@click.option("--max-latency-ratio", type=float, metavar="RATIO", help="Allowed p50/p99 ratio new/old (default 1.25) ...")
+@click.option("--max-latency-ratio", type=float, metavar="RATIO",
+              help="Allowed p50/p99 ratio new/old (default 1.25); beyond it, a regression only when the 95% "
+                   "intervals are apart (else: inconclusive) ...")
 @click.option("--latency-noise-ms", type=float, metavar="MS", help="... ignoring differences below this (default 0.05 ms).")
 @click.option("--max-parity-ratio", type=float, metavar="RATIO", help="Allowed growth of max_abs_rel and rmse (default 2.0).")
 @click.option("--max-agreement-drop", type=float, metavar="DELTA", help="Allowed drop of cosine and top1_agreement (default 0.005).")
@@ -26,7 +28,8 @@ from deploykit.cli.exits import run as _run
 def report(out, baseline, dest, config_file, max_size_increase, max_latency_ratio, latency_noise_ms, max_parity_ratio,
            max_agreement_drop, as_json, debug):
     """Write OUT/report.json, report.md and report.html from the manifest (appends report.md to
-    $GITHUB_STEP_SUMMARY when set). With --baseline, exit 3 when a regression exceeds the thresholds."""
+    $GITHUB_STEP_SUMMARY when set). With --baseline, exit 3 when a regression exceeds the thresholds
+    (latency: judged with bootstrap confidence intervals from the per-call histograms)."""
 
     def go():
         from deploykit.reporting import Thresholds, make

@@ -4,7 +4,8 @@
 Everything is derived from `OUT/manifest.json`; rendering is deterministic (no clock, fixed plot
 ids), so re-running `deploykit report OUT` reproduces the files the build wrote byte for byte and
 `deploykit validate` checksums keep holding. With `--baseline OLD_MANIFEST`, deltas against the
-previous build are added and regressions beyond the thresholds raise BudgetError (exit 3).
+previous build are added and regressions beyond the thresholds raise BudgetError (exit 3); a
+latency change whose confidence intervals overlap is reported as inconclusive instead.
 No TensorFlow here: reports are made in CI jobs that only have the output folder.
 """
 from __future__ import annotations
@@ -21,7 +22,7 @@ from deploykit.reporting.compare import Thresholds, compare
 from deploykit.reporting.render import render
 from deploykit.version import __version__
 
-REPORT_SCHEMA_VERSION = 1
+REPORT_SCHEMA_VERSION = 2  # 2: data, budgets, latency intervals and states, inconclusive changes
 FILES = ("report.json", "report.md", "report.html")
 
 
@@ -45,6 +46,7 @@ def build_report(manifest: dict, baseline: dict | None = None, thresholds: Thres
             "source": {k: manifest["source"].get(k) for k in ("kind", "location", "sha256")},
             "timings": manifest.get("timings", {}),
         },
+        "data": _data(manifest.get("data") or {}),
         "environment": manifest["environment"],
         "artifacts": [_artifact_row(a) for a in entries(manifest)],
         "rejected": [{"target": r["target"], "variant": r["variant"], "reason": r["reason"],
@@ -55,6 +57,13 @@ def build_report(manifest: dict, baseline: dict | None = None, thresholds: Thres
     if baseline is not None:
         doc["baseline"] = compare(manifest, baseline, thresholds or Thresholds())
     return doc
+
+
+def _data(data: dict) -> dict:
+    """Where the parity inputs came from; "generated" (random values) gets a notice on the page."""
+    return {"origin": data.get("origin", "file"), "path": data.get("path"), "rows": data.get("rows", 0),
+            "parity_rows": data.get("parity_rows", 0), "calibration_rows": data.get("calibration_rows", 0),
+            "warnings": list(data.get("warnings") or [])}
 
 
 def _artifact_row(a: ManifestEntry) -> dict:
@@ -71,6 +80,7 @@ def _artifact_row(a: ManifestEntry) -> dict:
         "size_ratio_to_float32": a.size_ratio_to_float32,
         "passed": a.passed,
         "failures": [f["message"] for f in a.failures],
+        "budget": dict(a.budget),
         "parity": {"passed": par.passed, "samples": par.samples, "outputs": par.outputs},
         "latency": {k: lat.get(k) for k in ("p50_ms", "p90_ms", "p99_ms", "max_ms", "min_ms", "throughput_per_s",
                                              "load_ms", "first_inference_ms", "iterations", "histogram")}
@@ -78,7 +88,7 @@ def _artifact_row(a: ManifestEntry) -> dict:
     }
 
 
-# -- baseline comparison ---------------------------------------------------------------------------
+# -- writing ---------------------------------------------------------------------------------------
 
 def write(dest: Path, doc: dict, rendered: dict[str, str] | None = None) -> list[Path]:
     """Check the document against its schema, then write the three files into `dest`."""
@@ -173,7 +183,3 @@ def _read_manifest_file(p: Path) -> dict:
         where = "/".join(str(x) for x in exc.absolute_path) or "(top level)"
         raise BadInputError(f"{p}: does not match the manifest schema at {where}: {exc.message}") from None
     return doc
-
-
-# -- template helpers ----------------------------------------------------------------------------------
-

@@ -73,7 +73,7 @@ def intake(request: dict) -> dict:
     save_npz(work / "reference.npz", reference)
     save_npz(work / "calibration.npz", calibration)
     facts.update(_describe(model), model_file=_model_file(model, work))
-    facts["preflight"] = _prepare_all(model, calibration, cfg, work, request["targets"])
+    facts["preflight"] = _prepare_all(model, calibration, cfg, work, request["targets"], request.get("variants"))
     return facts
 
 
@@ -130,7 +130,10 @@ def call(request: dict) -> dict:
 
 
 # ---- helpers ----------------------------------------------------------------------------------------
-def _prepare_all(model, calibration, cfg, work: Path, names: list[str]) -> dict:
+def _prepare_all(model, calibration, cfg, work: Path, names: list[str], variants: dict | None = None) -> dict:
+    """Export the canonical SavedModel and run each target's preflight; with `variants` (the
+    build's plan), also write out each variant the preflight already converted (`converted`:
+    {variant: {"path", "details"}}, the answer a convert worker would have given)."""
     saved_model = model.export_saved_model(work / "saved_model")
     out = {"saved_model": str(saved_model), "targets": {}}
     for name in names:
@@ -138,7 +141,13 @@ def _prepare_all(model, calibration, cfg, work: Path, names: list[str]) -> dict:
         folder = work / "prepared" / name
         folder.mkdir(parents=True)
         target_facts = target.prepare(model, saved_model, calibration, cfg, folder)
-        out["targets"][name] = {"facts": target_facts, "plan": target.plan_state(), "prepared": str(folder)}
+        converted = {}
+        for variant in (variants or {}).get(name, []):
+            if target.converted_in_preflight(variant):
+                artifact = target.convert(variant, work / "converted" / f"{name}-{variant}", calibration, cfg)
+                converted[variant] = {"path": str(artifact.path), "details": dict(artifact.details)}
+        out["targets"][name] = {"facts": target_facts, "plan": target.plan_state(), "prepared": str(folder),
+                                "converted": converted}
     return out
 
 

@@ -85,11 +85,17 @@ class Converter:
     calibration: Path
     sandboxed: bool
     reads: list
+    intake_dir: Path | None = None  # the intake worker's folder: where it wrote `converted` variants
 
     def convert(self, name: str, variant: str, dest_root: Path, work: Path) -> Artifact | str:
-        """The artifact, moved to `dest_root/name/...`; or why its conversion failed (a string)."""
-        scratch = work / f"convert-{name}-{variant}"
+        """The artifact, moved to `dest_root/name/...`; or why its conversion failed (a string).
+        A variant the intake worker already wrote out (`converted`) is only moved."""
         target = self.prepared["targets"][name]
+        done = target.get("converted", {}).get(variant)
+        if done is not None and self.intake_dir is not None:
+            out = (self.intake_dir / "converted" / f"{name}-{variant}").resolve()
+            return self._move(name, variant, out, done, dest_root, "intake")
+        scratch = work / f"convert-{name}-{variant}"
         request = {"work": str(scratch), "target": name, "variant": variant, "plan": target["plan"],
                    "prepared": target["prepared"], "saved_model": self.prepared["saved_model"],
                    "model_file": self.model_file, "calibration": str(self.calibration)}
@@ -100,13 +106,18 @@ class Converter:
             raise
         except DeployKitError as exc:  # crashed, hung, out of memory, or a converter bug
             return f"conversion failed: {exc.message}"
-        out = (scratch / "out").resolve()
+        return self._move(name, variant, (scratch / "out").resolve(), answer, dest_root, "own")
+
+    @staticmethod
+    def _move(name: str, variant: str, out: Path, answer: dict, dest_root: Path, where: str) -> Artifact:
+        """Move a worker's answer (a path inside its folder `out`, no links) into the staging area;
+        `where`: which worker converted it, recorded as `details.converted_in`."""
         produced = worker.inside(out, answer["path"])
         _refuse_links(produced)
         final = dest_root / name / produced.relative_to(out)
         final.parent.mkdir(parents=True, exist_ok=True)
         os.rename(produced, final)
-        return Artifact(name, variant, final, answer.get("details") or {})
+        return Artifact(name, variant, final, {**(answer.get("details") or {}), "converted_in": f"{where} worker"})
 
 
 class Runtimes:
@@ -183,7 +194,7 @@ def run(cfg: BuildConfig, rep: Reporter, *, named: Mapping[str, str] | None = No
         label = "load model" if source else f"train {cfg.train_config}" if cfg.train_config else "train the bundled example (digits CNN)"
         with rep.step(f"{label}" + (" (sandboxed)" if sandboxed else "") + f": reference outputs, preflight {', '.join(names)}"):
             t0 = time.perf_counter()
-            facts = _intake(cfg, source, names, intake_dir, sandboxed, reads)
+            facts = _intake(cfg, source, variants, intake_dir, sandboxed, reads)
             timings["intake_seconds"] = time.perf_counter() - t0
         for warning in facts["data"]["warnings"]:
             rep.warn(warning)
@@ -199,10 +210,13 @@ def run(cfg: BuildConfig, rep: Reporter, *, named: Mapping[str, str] | None = No
             _refuse_links(intake_dir / "training")
             os.rename(intake_dir / "training", staging / "training")
         target_facts = {n: facts["preflight"]["targets"][n]["facts"] for n in names}
+        for n in names:  # what a preflight changed that the user should know, e.g. shapes it fixed
+            for note in target_facts[n].get("notes", []):
+                rep.info(f"note: {n}: {note}")
 
         # 2. conversion: one worker per artifact, side by side --------------------------------------
         converter = Converter(cfg, facts["preflight"], facts.get("model_file"), intake_dir / "calibration.npz",
-                              sandboxed, [*reads, intake_dir])
+                              sandboxed, [*reads, intake_dir], intake_dir)
         jobs = [(name, v) for name in names for v in variants[name]]
         t0 = time.perf_counter()
         with rep.step(f"convert {len(jobs)} artifact(s)"):
@@ -302,8 +316,10 @@ def required(cfg: BuildConfig, target: Target, variant: str) -> bool:
     return target.asked_variants() is not None
 
 
-def _intake(cfg: BuildConfig, source, names: list[str], scratch: Path, sandboxed: bool, reads: list) -> dict:
-    request = {"work": str(scratch), "model": cfg.model, "targets": names}
+def _intake(cfg: BuildConfig, source, variants: dict[str, list[str]], scratch: Path, sandboxed: bool,
+            reads: list) -> dict:
+    names = list(variants)
+    request = {"work": str(scratch), "model": cfg.model, "targets": names, "variants": variants}
     try:
         return worker.call("intake", request, scratch=scratch, sandboxed=sandboxed, reads=reads, config=cfg, targets=names,
                            label="load model")

@@ -180,6 +180,14 @@ def recurrent(path: Path, cell: str, keras: str = "tf_keras") -> Path:
     return path
 
 
+def open_length_lstm(path: Path, keras: str = "keras3") -> Path:
+    """seq (any number of steps, 3 features) -> LSTM(6) -> Dense(2)."""
+    k = _lib(keras)
+    x = k.Input((None, 3), name="seq")
+    k.Model(x, k.layers.Dense(2, name="out")(k.layers.LSTM(6)(x))).save(path)
+    return path
+
+
 def sequences(rows: int, steps: int, features: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Real-ish sequences: noisy sine waves whose frequency, amplitude and offset give the class
     (0, 1 or 2), separable enough that a trained model is confident (int8 then flips no top-1)."""

@@ -93,3 +93,20 @@ def test_default_variants_that_miss_their_budget_are_rejected_not_fatal(tmp_path
                     "--out", "out2", cwd=tmp_path)
     assert asked.returncode == 3  # asked for: required
     assert "tflite/int8: output 'digit': cosine" in asked.stderr
+
+
+@pytest.mark.slow
+def test_variants_the_preflight_converted_are_written_by_the_intake_worker(tmp_path):
+    # float32 is the preflight's own conversion (tflite's flatbuffer, the js bundle, the serving
+    # repository): the intake worker writes it out instead of a convert worker importing TensorFlow
+    # again. A variant that needs a conversion of its own still gets its own worker (a converter
+    # crash then fails only that artifact: test_families' GRU int8 crash).
+    from . import models
+
+    model = models.dense(tmp_path / "dense.keras")
+    proc = run_cli("build", "--model", str(model), "--target", "tflite,serving", "--quantize", "float32,float16",
+                   "--no-container", "--no-latency", "--json", "--out", str(tmp_path / "out"))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    where = {(a["target"], a["variant"]): a["details"]["converted_in"] for a in json.loads(proc.stdout)["artifacts"]}
+    assert where == {("tflite", "float32"): "intake worker", ("tflite", "float16"): "own worker",
+                     ("serving", "float32"): "intake worker"}

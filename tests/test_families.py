@@ -15,6 +15,7 @@ import pytest
 
 import deploykit
 from deploykit.errors import BudgetError, UnsupportedOpsError
+from deploykit.targets.js import retrace
 
 from . import models
 from .conftest import FAST, NO_LATENCY, run_cli
@@ -100,7 +101,10 @@ def lstm_build(fam, tmp_path_factory):
 
 def test_lstm_lowers_to_builtins_with_fixed_shapes(lstm_build):
     doc, _ = lstm_build
-    assert doc["targets"]["tflite"] == {"conversion_path": "fixed_shape", "needs_flex": False, "select_tf_ops": []}
+    assert doc["targets"]["tflite"] == {
+        "conversion_path": "fixed_shape", "needs_flex": False, "select_tf_ops": [], "fixed_shapes": {"seq": [1, 8, 3]},
+        "notes": ["input shapes fixed to convert to builtin ops (recurrent layers need static shapes): "
+                  "seq (None, 8, 3) -> (1, 8, 3); the artifact accepts only these shapes"]}
     [a] = doc["artifacts"]
     assert a["details"]["conversion_path"] == "fixed_shape" and a["details"]["needs_flex"] is False
     assert a["parity"]["runtime"] == "litert"
@@ -116,21 +120,39 @@ def test_lstm_float32_parity_passes(lstm_build):
 
 
 @pytest.mark.node
-def test_lstm_graph_model_with_control_flow_runs_in_tfjs(fam, tmp_path):
-    # The LSTM's while loop makes the TF.js graph model dynamic ("use executeAsync"): the harness
-    # switches to executeAsync on the first call. (The wasm backend still lacks _FusedMatMul with a
-    # rank-3 bias, which this graph holds: an op gap of its own, not control flow.)
-    doc = build(fam.lstm, tmp_path / "out", data=fam.seq, targets=("js",), js={"backends": ("cpu",)})
+def test_lstm_runs_in_every_tfjs_backend_unrolled(fam, tmp_path):
+    # The LSTM's while loop made the TF.js graph model dynamic (executeAsync only) and its fused
+    # ops were kernels wasm lacks (_FusedMatMul with a rank-3 bias). With fixed time steps the js
+    # preflight re-traces it unrolled (targets/js/retrace.py): no control flow, every backend.
+    doc = build(fam.lstm, tmp_path / "out", data=fam.seq, targets=("js",))
     [a] = doc["artifacts"]
     assert doc["passed"] is True and a["parity"]["samples"] == 96
     control_flow = {"Enter", "Exit", "Merge", "Switch", "LoopCond", "NextIteration", "While", "StatelessWhile"}
-    assert control_flow & set(doc["targets"]["js"]["ops"]), doc["targets"]["js"]["ops"]
+    assert not control_flow & set(doc["targets"]["js"]["ops"]), doc["targets"]["js"]["ops"]
+    assert {"op": "While", "nodes": 1, "into": retrace.UNROLLED} in doc["targets"]["js"]["rewrites"]
+    assert {"cpu", "wasm"} <= set(a["parity"]["backends"])
+
+
+@pytest.mark.node
+def test_open_length_lstm_keeps_its_loop_in_tfjs_and_its_dimension(fam, tmp_path):
+    # An open sequence length cannot be unrolled: the bundle keeps the loop (executeAsync) and the
+    # open dimension; the fixed-shape TFLite artifact says on stderr what it fixed.
+    models.open_length_lstm(tmp_path / "open.keras")
+    proc = run_cli("build", "--model", str(tmp_path / "open.keras"), "--data", str(fam.seq), "--target", "tflite,js",
+                   "--quantize", "float32", "--no-latency", "--json", "--out", str(tmp_path / "out"), timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    doc = json.loads(proc.stdout)
+    assert "note: tflite: input shapes fixed" in proc.stderr and "seq (None, None, 3) -> (1, 8, 3)" in proc.stderr
+    assert {"Enter", "Exit"} <= set(doc["targets"]["js"]["ops"])
+    js = next(a for a in doc["artifacts"] if a["target"] == "js")
+    assert js["passed"] is True and {"cpu", "wasm"} <= set(js["parity"]["backends"])
 
 
 def test_gru_lowers_to_builtins_with_fixed_shapes_and_passes(fam, tmp_path):
     doc = build(fam.gru, tmp_path / "out", data=fam.seq, quantize=("float32", "dynamic"))
     assert doc["passed"] is True
-    assert doc["targets"]["tflite"] == {"conversion_path": "fixed_shape", "needs_flex": False, "select_tf_ops": []}
+    assert doc["targets"]["tflite"]["conversion_path"] == "fixed_shape"
+    assert doc["targets"]["tflite"]["fixed_shapes"] == {"seq": [1, 8, 3]}
     for a in doc["artifacts"]:
         assert a["passed"] is True and a["details"]["conversion_path"] == "fixed_shape"
         assert a["parity"]["samples"] == 96

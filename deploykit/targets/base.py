@@ -147,10 +147,17 @@ class Target(ABC):
     # `prepare` runs once per build in the intake worker, with the model; each `convert` runs in a
     # worker of its own, on a fresh instance that `resume` gave the preflight's state. So whatever
     # convert needs from prepare is JSON in `plan_state()` or a file in prepare's `work` folder.
+    # A variant the preflight already made (`converted_in_preflight`) is written out by the intake
+    # worker itself, right after `prepare`: a worker of its own would only import TensorFlow again.
     @abstractmethod
     def prepare(self, model: "LoadedModel", saved_model: Path, data: Mapping, config: "BuildConfig", work: Path) -> dict:
         """Preflight (e.g. unsupported ops) and plan; returns facts for the manifest. `work` is
         this target's own folder, handed to `resume` in each convert worker."""
+
+    def converted_in_preflight(self, variant: str) -> bool:
+        """After `prepare`: whether converting `variant` only writes out what the preflight already
+        converted (so a crash there would have happened in the preflight). Default: no."""
+        return False
 
     def plan_state(self) -> dict:
         """After `prepare`: what a convert worker needs (JSON). Default: `self.plan`."""

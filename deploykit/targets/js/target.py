@@ -208,6 +208,11 @@ class JSTarget(Target):
         self._probe_convert(model, probe)
         return rewrites
 
+    def converted_in_preflight(self, variant: str) -> bool:
+        if self._format != "graph":
+            return False
+        return (variant == "float32" and self._probe is not None) or variant in self._requantized
+
     def plan_state(self) -> dict:
         return {"plan": dict(self.plan), "saved_model": str(self._saved_model), "probe_seconds": self._probe_seconds,
                 "requantized": {v: seconds for v, (_, seconds) in self._requantized.items()}}

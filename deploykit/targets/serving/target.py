@@ -97,6 +97,9 @@ class ServingTarget(Target):
         }
         return dict(self.plan)
 
+    def converted_in_preflight(self, variant: str) -> bool:
+        return True  # the repository is the preflight's SavedModel, its warm-up records and configs
+
     def plan_state(self) -> dict:
         return {"plan": dict(self.plan), "saved_model": str(self._saved_model), "source": self._source}
 

@@ -95,8 +95,20 @@ class TFLiteTarget(Target):
                 details={"ops": flex},
             )
         self.plan = {"conversion_path": path, "needs_flex": bool(flex), "select_tf_ops": flex}
+        if path == "fixed_shape":  # say what the artifact no longer accepts (the pipeline prints notes)
+            fixed = {t.name: [1, *self._sample_shapes[t.name]] for t in model.contract.inputs}
+            opened = {t.name: list(t.shape) for t in model.contract.inputs}
+            self.plan["fixed_shapes"] = fixed
+            self.plan["notes"] = [
+                "input shapes fixed to convert to builtin ops (recurrent layers need static shapes): "
+                + ", ".join(f"{n} {_dims(opened[n])} -> {_dims(fixed[n])}" for n in fixed)
+                + "; the artifact accepts only these shapes"]
         (work / "probe.tflite").write_bytes(flatbuffer)
+        self._probe = flatbuffer  # the float32 artifact (convert writes it out)
         return dict(self.plan)
+
+    def converted_in_preflight(self, variant: str) -> bool:
+        return variant == "float32" and self._probe is not None  # the preflight's flatbuffer
 
     def plan_state(self) -> dict:
         return {"plan": dict(self.plan), "saved_model": str(self._saved_model), "inputs": self._inputs,
@@ -191,3 +203,7 @@ class TFLiteTarget(Target):
         if result.get("ok") and request.mode == "parity":
             result["backends"] = [BACKEND]
         return result
+
+
+def _dims(shape) -> str:
+    return "(" + ", ".join("None" if d is None else str(d) for d in shape) + ")"

@@ -26,6 +26,7 @@ from deploykit.config import BuildConfig
 from deploykit.contract import IOContract
 from deploykit.errors import BadInputError, BudgetError, DeployKitError
 from deploykit.intake import policy
+from deploykit.intake import run as runs
 from deploykit.intake.sniff import sniff
 from deploykit.output import OutputFolder
 from deploykit.progress import Reporter
@@ -178,6 +179,13 @@ def run(cfg: BuildConfig, rep: Reporter, *, named: Mapping[str, str] | None = No
     if cfg.model and cfg.train_config:
         raise BadInputError("--model and --train-config: give one (--train-config trains the model to build)")
     cfg = _absolute_paths(cfg)  # workers run elsewhere (a sandbox's scratch folder): relative paths would miss
+    # `--model RUN` (a `deploykit train` run folder): its model, and its validation split as the data
+    run_folder = None if "model" in (named or {}) else runs.resolve(cfg.model, cfg.data)
+    if run_folder is not None:
+        cfg = replace(cfg, model=str(run_folder.model), data=str(run_folder.data) if run_folder.data else cfg.data)
+        rep.info(run_folder.describe())
+        if run_folder.warning:
+            rep.warn(run_folder.warning)
     source = sniff(cfg.model) if cfg.model else None  # bad paths fail before any worker starts
     findings = policy.vet(source, cfg.allow_unsafe_deserialization) if source else []  # the first wall
     sandboxed = sandboxing(cfg, source)  # the second
@@ -261,7 +269,8 @@ def run(cfg: BuildConfig, rep: Reporter, *, named: Mapping[str, str] | None = No
         # 4. manifest and commit ------------------------------------------------------------------
         shutil.rmtree(work)
         timings["total_seconds"] = time.perf_counter() - started
-        doc = _manifest(cfg, facts, findings, target_facts, records, staging, timings, sandboxed, named or {})
+        doc = _manifest(cfg, facts, findings, target_facts, records, staging, timings, sandboxed, named or {},
+                        run_folder)
         if opt_section:
             doc["optimize"] = opt_section
             doc["passed"] = doc["passed"] and opt_section["passed"]
@@ -365,7 +374,7 @@ def _summary_line(r: ArtifactRecord) -> str:
 
 
 def _manifest(cfg, facts, findings, target_facts, records, staging: Path, timings, sandboxed: bool,
-              named: Mapping[str, str]) -> dict:
+              named: Mapping[str, str], run: runs.Run | None = None) -> dict:
     # sizes are relative to each target's float32 artifact, even one a hook rejected (--js-quantize auto)
     float_bytes = {r.target: r.bytes for r in records if r.variant == "float32"}
     artifacts = []
@@ -380,6 +389,10 @@ def _manifest(cfg, facts, findings, target_facts, records, staging: Path, timing
         source.update(kind="in_memory", location=named["model"])
     if "data" in named:
         data_facts = {**data_facts, "origin": "in_memory", "path": named["data"]}
+    if run is not None and run.data is not None:  # the rows are the run's validation split
+        data_facts = {**data_facts, "origin": "training"}
+    if run is not None and run.warning:
+        data_facts = {**data_facts, "warnings": [run.warning, *data_facts.get("warnings", [])]}
     recorded = replace(cfg, **named)  # settings as given: a temporary path would change the hash every build
     rejected = [{"target": r.target, "variant": r.variant, "reason": r.rejected, "failures": r.failures}
                 for r in records if r.rejected]
@@ -407,6 +420,8 @@ def _manifest(cfg, facts, findings, target_facts, records, staging: Path, timing
     }
     if example:
         doc["example"] = example
-    if facts.get("training"):
+    if run is not None:  # built from a `deploykit train` run folder: the run's facts
+        doc["training"] = run.record
+    elif facts.get("training"):
         doc["training"] = facts["training"]
     return doc

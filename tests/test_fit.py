@@ -265,6 +265,8 @@ def test_parameter_server_one_chief_one_ps_two_workers(tmp_path):
     assert m["final_validation"]["accuracy"] > 0.5
     assert {p.name for p in (tmp_path / "run" / "logs").glob("*.log")} == {"chief.log", "ps-0.log", "worker-0.log", "worker-1.log"}
     assert m["artifacts"]["signature"]["inputs"] == {"pixels": {"dtype": "float32", "shape": [None, 8, 8, 1]}}
+    # the coordinator (the chief) writes the validation split for `deploykit build --model RUN`
+    assert m["artifacts"]["validation"]["rows"] == 360 and (tmp_path / "run" / "validation.npz").is_file()
 
 
 # ---------------------------------------------------------------- the fit stage feeding a build

@@ -38,7 +38,8 @@ def _with_target_options(fn):
 
 @click.command(epilog=EXIT_HELP, context_settings=CONTEXT)
 @click.option("--model", metavar="PATH|module:function",
-              help="A .keras or .h5 file, a SavedModel folder, or module:function returning a tf_keras model. "
+              help="A .keras or .h5 file, a SavedModel folder, module:function returning a tf_keras model, or a "
+                   "`deploykit train` run folder (its model.keras, with its validation.npz as the data unless --data). "
                    "Default: the bundled example (a small CNN on scikit-learn's digits).")
 @click.option("--data", metavar="FILE.npz", help="One array per input name: parity data and int8 calibration set.")
 @click.option("--train-config", metavar="FILE", help="Train with the fit stage (TOML/YAML, as `deploykit train --config`), then build the trained model.")

@@ -15,7 +15,8 @@ from deploykit.cli.exits import run as _run
 @click.command("train", epilog=EXIT_HELP, context_settings=CONTEXT)
 @click.option("--config", "config_file", metavar="FILE", help="Training settings (TOML or YAML). Default: the bundled example.")
 @click.option("--out", metavar="RUN_DIR", default="deploykit-run", show_default=True,
-              help="Run folder: model.keras, saved_model/, metrics.json, checkpoints, backup, TensorBoard logs.")
+              help="Run folder: model.keras, saved_model/, validation.npz, metrics.json, checkpoints, backup, "
+                   "TensorBoard logs. `deploykit build --model RUN_DIR` builds it.")
 @click.option("--local-workers", type=int, default=0, metavar="N",
               help="Run the job as N local worker processes (multi_worker, or parameter_server if configured).")
 @click.option("--max-restarts", type=int, default=0, metavar="N",

@@ -48,6 +48,9 @@ class TrainConfig:
     tensorboard: bool = True
     num_ps: int = 1  # parameter servers started by --local-workers for parameter_server
     image: str = "deploykit:latest"  # container image named in the emitted TFJob manifests
+    # validation input rows the chief writes to RUN/validation.npz: the parity and calibration data of
+    # `deploykit build --model RUN` (0: none are written, and that build generates its inputs)
+    export_validation_rows: int = 1000
 
     @property
     def backup_enabled(self) -> bool:
@@ -145,6 +148,8 @@ def _check(cfg: TrainConfig) -> None:
         raise BadInputError("num_ps: must be at least 1")
     if cfg.early_stopping_patience < 0:
         raise BadInputError("early_stopping_patience: must be >= 0")
+    if cfg.export_validation_rows < 0:
+        raise BadInputError("export_validation_rows: must be >= 0 (0 writes no validation.npz)")
 
 
 TFRECORD_DTYPES = ("float32", "int64", "string")

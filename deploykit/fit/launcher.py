@@ -184,5 +184,7 @@ def launch(cfg: TrainConfig, out: str | Path, workers: int, *, max_restarts: int
     metrics = json.loads(metrics_file.read_text())
     metrics["launcher"] = {"local_workers": workers, "attempts": len(failures) + 1, "restarts": len(failures),
                            "failures": failures, "wall_time_s": round(time.perf_counter() - started, 3)}
-    metrics_file.write_text(json.dumps(metrics, indent=2) + "\n")
+    partial = out / "metrics.json.partial"  # a reader (deploykit build --model RUN) never sees half of it
+    partial.write_text(json.dumps(metrics, indent=2) + "\n")
+    os.replace(partial, metrics_file)
     return metrics

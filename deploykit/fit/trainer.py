@@ -3,12 +3,14 @@
 The same function runs a single-process job (none / one_device / mirrored), one worker of a
 multi_worker job, or the coordinator of a parameter_server job (whose ps and worker tasks only
 serve). Only the chief writes the run folder's outputs: `model.keras`, `saved_model/`,
-`metrics.json`, `history.jsonl`; checkpoints, backups and TensorBoard logs follow Keras's
-multi-worker rules (non-chief workers write to temporary folders).
+`validation.npz` (the validation inputs, for `deploykit build --model RUN`), `history.jsonl` and,
+last, `metrics.json` (a run folder holding it is a finished run); checkpoints, backups and
+TensorBoard logs follow Keras's multi-worker rules (non-chief workers write to temporary folders).
 """
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 
@@ -120,6 +122,8 @@ def train_model(cfg: TrainConfig, out: str | Path, reporter: Reporter | None = N
         return None, None
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    if role.is_chief:  # metrics.json marks a finished run: never a previous run's beside this run's model
+        (out / "metrics.json").unlink(missing_ok=True)
     strategy = make_strategy(cfg.strategy)  # first: multi-worker collectives must start before other ops
     keras.utils.set_random_seed(cfg.seed)
     n = replicas(strategy)
@@ -158,7 +162,13 @@ def train_model(cfg: TrainConfig, out: str | Path, reporter: Reporter | None = N
     if not role.is_chief:
         reporter.info("worker done")
         return None, None
+    from deploykit.fit.export import VALIDATION_FILE, export_validation
+
     artifacts = export(plain, out)
+    artifacts["validation"] = export_validation(cfg, plain, out)
+    if artifacts["validation"]["path"] is None:
+        reporter.info(f"note: no {VALIDATION_FILE} written ({artifacts['validation']['reason']}); "
+                      "`deploykit build --model RUN` will need --data")
     epochs_run = len(epoch_log.epoch_times)
     history = [json.loads(line) for line in (out / "history.jsonl").read_text().splitlines() if line.strip()]
     examples = epochs_run * (steps or 0) * cfg.batch_size
@@ -187,7 +197,9 @@ def train_model(cfg: TrainConfig, out: str | Path, reporter: Reporter | None = N
         "artifacts": artifacts,
         "config": cfg.to_json(),
     }
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    partial = out / "metrics.json.partial"
+    partial.write_text(json.dumps(metrics, indent=2) + "\n")
+    os.replace(partial, out / "metrics.json")
     reporter.info(f"trained {len(history)} epoch(s) in {fit_seconds:.1f} s; "
                   + " ".join(f"{k}={v:.4f}" for k, v in final.items()))
     return plain, metrics

@@ -223,8 +223,9 @@ def _train(cfg, work: Path):
     keras_model, metrics = train_model(tcfg, work / "run", silent())
     kept = work / "training"  # the run's model and metrics ship with the build
     kept.mkdir()
-    for name in ("model.keras", "metrics.json", "history.jsonl"):
-        shutil.copy2(work / "run" / name, kept / name)
+    for name in ("model.keras", "metrics.json", "history.jsonl", "validation.npz"):  # a run folder of its own
+        if (work / "run" / name).exists():
+            shutil.copy2(work / "run" / name, kept / name)
     model = loader._from_keras(source, keras_model, tf_keras_model=True, findings=[])
     inputs = validation_inputs(tcfg, keras_model, max(cfg.parity_samples, cfg.calibration_samples))
     keep = ("strategy", "replicas", "num_workers", "global_batch_size", "per_replica_batch_size", "shard_policy",

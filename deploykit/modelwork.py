@@ -13,6 +13,7 @@ the scratch folder given as `request["work"]`.
 from __future__ import annotations
 
 import shutil
+import time
 from pathlib import Path
 
 from deploykit.arrays import read_npz, save_npz
@@ -46,9 +47,28 @@ class ModelHandle:
 
 
 # ---- jobs -------------------------------------------------------------------------------------------
+class _Clock:
+    """Seconds per step of a job, in the order they ran (the manifest's `timings.intake`)."""
+
+    def __init__(self) -> None:
+        self.steps: dict[str, float] = {}
+        self._last = time.perf_counter()
+
+    def lap(self, step: str) -> None:
+        now = time.perf_counter()
+        self.steps[step] = round(self.steps.get(step, 0.0) + now - self._last, 3)
+        self._last = now
+
+
 def intake(request: dict) -> dict:
     cfg, work = request["config"], Path(request["work"])
+    clock = _Clock()
+    from deploykit.tfenv import tensorflow
+
+    tensorflow()  # what every worker pays first: timings.intake.import_tensorflow in the manifest
+    clock.lap("import_tensorflow")
     model, inputs, data_facts, example, training = _model_and_data(cfg, request.get("model"), work)
+    clock.lap("train" if request.get("model") is None else "load")
     facts: dict = {"data": data_facts, "example": example, "training": training}
     if cfg.optimize.requested:  # prune / cluster / QAT: every target then converts the stripped model
         from deploykit import optimize
@@ -59,21 +79,25 @@ def intake(request: dict) -> dict:
         facts["optimize"] = {"facts": optimized.facts, "kind": optimized.data.kind,
                              "baseline_file": _model_file(optimized.original, work / "baseline")}
         model = optimized.model
+        clock.lap("optimize")
     parity_in = data_mod.take(inputs, cfg.parity_samples)
     calibration = data_mod.take(inputs, cfg.calibration_samples)
     data_facts.update(rows=_rows(inputs), parity_rows=_rows(parity_in), calibration_rows=_rows(calibration))
     reference = _reference(model, parity_in, data_facts)
     for warning in parity.check_reference(reference, model.source.location):
         data_facts["warnings"].append(warning)
+    clock.lap("reference")
     from deploykit.validation import noise
 
     data_facts["noise_floor"] = {"method": noise.METHOD, "factor": noise.FACTOR,
                                  "outputs": noise.reference_noise(model, parity_in, reference, cfg.seed)}
+    clock.lap("noise_floor")
     save_npz(work / "inputs.npz", parity_in)
     save_npz(work / "reference.npz", reference)
     save_npz(work / "calibration.npz", calibration)
     facts.update(_describe(model), model_file=_model_file(model, work))
-    facts["preflight"] = _prepare_all(model, calibration, cfg, work, request["targets"], request.get("variants"))
+    facts["preflight"] = _prepare_all(model, calibration, cfg, work, request["targets"], request.get("variants"), clock)
+    facts["timings"] = clock.steps
     return facts
 
 
@@ -130,22 +154,27 @@ def call(request: dict) -> dict:
 
 
 # ---- helpers ----------------------------------------------------------------------------------------
-def _prepare_all(model, calibration, cfg, work: Path, names: list[str], variants: dict | None = None) -> dict:
+def _prepare_all(model, calibration, cfg, work: Path, names: list[str], variants: dict | None = None,
+                 clock: _Clock | None = None) -> dict:
     """Export the canonical SavedModel and run each target's preflight; with `variants` (the
     build's plan), also write out each variant the preflight already converted (`converted`:
     {variant: {"path", "details"}}, the answer a convert worker would have given)."""
+    clock = clock or _Clock()
     saved_model = model.export_saved_model(work / "saved_model")
+    clock.lap("export_saved_model")
     out = {"saved_model": str(saved_model), "targets": {}}
     for name in names:
         target = target_class(name)(cfg.settings_for(name))
         folder = work / "prepared" / name
         folder.mkdir(parents=True)
         target_facts = target.prepare(model, saved_model, calibration, cfg, folder)
+        clock.lap(f"preflight_{name}")
         converted = {}
         for variant in (variants or {}).get(name, []):
             if target.converted_in_preflight(variant):
                 artifact = target.convert(variant, work / "converted" / f"{name}-{variant}", calibration, cfg)
                 converted[variant] = {"path": str(artifact.path), "details": dict(artifact.details)}
+                clock.lap(f"write_{name}_{variant}")
         out["targets"][name] = {"facts": target_facts, "plan": target.plan_state(), "prepared": str(folder),
                                 "converted": converted}
     return out

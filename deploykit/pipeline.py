@@ -269,6 +269,8 @@ def run(cfg: BuildConfig, rep: Reporter, *, named: Mapping[str, str] | None = No
         # 4. manifest and commit ------------------------------------------------------------------
         shutil.rmtree(work)
         timings["total_seconds"] = time.perf_counter() - started
+        for step, seconds in facts.get("timings", {}).items():  # each step of the intake worker, in order
+            timings[f"intake.{step}"] = seconds
         doc = _manifest(cfg, facts, findings, target_facts, records, staging, timings, sandboxed, named or {},
                         run_folder)
         if opt_section:

@@ -217,7 +217,7 @@ def run(cfg: BuildConfig, rep: Reporter, *, named: Mapping[str, str] | None = No
         label = "parity" + (" and latency" if cfg.latency.enabled else "")
         with rep.step(f"validate {len(records)} artifact(s): {label}"):
             judge.judge(records, targets, contract, reference, measure=cfg.latency.enabled,
-                        settings=cfg.latency, work=work, jobs=cfg.jobs)
+                        settings=cfg.latency, work=work, jobs=cfg.jobs, rep=rep)
         timings["validate_seconds"] = time.perf_counter() - t0
         for (name, variant), a in zip(jobs, converted):  # failed conversions: records without an artifact
             if not isinstance(a, Artifact):

@@ -1,8 +1,10 @@
 """Progress as people and CI logs see it: what runs and what finished during validation (per
-artifact and backend)."""
+artifact and backend), and the lines that are noise (epoch beginnings, the same line from every
+worker, notes and warnings about things the build did not do)."""
 from __future__ import annotations
 
 import io
+import json
 import re
 import textwrap
 
@@ -14,6 +16,7 @@ from deploykit.records import ArtifactRecord
 from deploykit.targets.base import Artifact
 from deploykit.validation import judge
 
+from . import models
 from .conftest import run_cli
 from .test_judge import CONTRACT, TwoBackends, _reference
 
@@ -106,6 +109,29 @@ def test_judge_reports_each_artifact_phase_and_backend(tmp_path):
     assert len(lines) == 4
 
 
+# ------------------------------------------------------------ multi-worker console lines (fast)
+
+def test_local_job_console_shows_the_chief_and_problems_once():
+    from deploykit.fit.launcher import _Console, chief_of
+
+    assert chief_of(["worker-0", "worker-1"]) == "worker-0"
+    assert chief_of(["chief", "ps-0", "worker-0"]) == "chief"
+    out = io.StringIO()
+    console = _Console(out, "worker-0")
+    for task in ("worker-0", "worker-1"):
+        console.line(task, "[deploykit] epoch 1/2 end loss=0.5000 (1.0 s)")
+        console.line(task, "[deploykit:detail] epoch 2/2 begin")
+        console.line(task, "[deploykit] warning: the same warning")
+        console.line(task, "I0000 00:00:1 grpc_server_lib.cc:12] started")
+    console.line("worker-1", "[deploykit] warning: only worker 1 says this")
+    assert out.getvalue().splitlines() == [
+        "[worker-0] [deploykit] epoch 1/2 end loss=0.5000 (1.0 s)",
+        "[worker-0] [deploykit] warning: the same warning",
+        "[worker-1] [deploykit] warning: only worker 1 says this",
+    ]
+    assert _Console(None, "worker-0").line("worker-0", "x") is None  # --quiet: nothing at all
+
+
 # ------------------------------------------------------------------ real builds through the CLI
 
 @pytest.mark.slow
@@ -125,3 +151,42 @@ def test_build_in_ci_prints_a_line_per_finished_artifact(tmp_path):
     assert len([ln for ln in validate.splitlines() if ln.startswith("[deploykit]   ")]) == 4
     assert "epoch" not in err  # the bundled example trains quietly in its worker
     assert "optimize stage" not in err and "calibration" not in err  # nothing asked that they concern
+
+
+@pytest.mark.slow
+def test_random_data_warnings_name_calibration_only_for_calibrated_variants(tmp_path):
+    """A SavedModel without --data: the parity data are random (said on stderr and kept in the
+    manifest); int8 calibration advice only when int8/int16x8 is built; the optimize stage's note
+    (a SavedModel cannot be pruned) only when the build asked to optimize."""
+    from deploykit.modelwork import RANDOM_DATA_WARNING
+
+    models.module_saved_model(tmp_path / "affine")
+    proc = run_cli("build", "--model", "affine", "--quantize", "float32", "--no-latency", "--out", "out", "--json",
+                   cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "warning: no --data given: parity inputs are generated" in proc.stderr
+    assert "calibration" not in proc.stderr
+    assert "optimize stage" not in proc.stderr
+    manifest = json.loads(proc.stdout)
+    assert RANDOM_DATA_WARNING in manifest["data"]["warnings"]  # the manifest keeps the whole warning
+    assert manifest["source"]["optimizable"] is False and "optimize stage" in manifest["source"]["note"]
+
+    calibrated = run_cli("build", "--model", "affine", "--quantize", "int8", "--no-latency", "--out", "out8",
+                         cwd=tmp_path)
+    assert "int8/int16x8 calibration on random data gives poor accuracy" in calibrated.stderr, calibrated.stderr[-3000:]
+
+
+@pytest.mark.slow
+def test_local_job_prints_the_chief_once_and_keeps_every_task_log(tmp_path):
+    (tmp_path / "mw.toml").write_text('[train]\nstrategy = "multi_worker"\nepochs = 2\nsteps_per_epoch = 10\n'
+                                      'batch_size = 64\nseed = 0\n')
+    proc = run_cli("train", "--config", "mw.toml", "--out", "run", "--local-workers", "2", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    err = proc.stderr
+    assert "begin" not in err, "epoch beginnings are noise on the console"
+    assert not re.search(r"^\[worker-1\]", err, re.M), "worker 1 prints what worker 0 prints"
+    assert len(re.findall(r"^\[worker-0\] \[deploykit\] epoch 2/2 end ", err, re.M)) == 1
+    assert "showing worker-0's log" in err and str(tmp_path / "run" / "logs") in err
+    for task in ("worker-0", "worker-1"):  # the logs keep everything, beginnings included
+        log = (tmp_path / "run" / "logs" / f"{task}.log").read_text()
+        assert "epoch 2/2 begin" in log and "epoch 2/2 end" in log, log[-2000:]

@@ -73,6 +73,9 @@ def test_exit_codes_are_documented_in_the_readme():
         (["--quantize", "int4"], "--quantize: unknown variant(s) int4"),
         (["--config", "missing.toml"], "missing.toml: config file not found"),
         (["--jobs", "0"], "jobs: must be at least 1"),
+        (["--target", "serving", "--no-container", "--model-name", "../x"],
+         "--model-name '../x': a TF Serving model name"),
+        (["--target", "serving", "--no-container", "--model-name", "my model"], "--model-name 'my model'"),
     ],
 )
 def test_bad_input_is_exit_2_with_one_line(tmp_path, args, message):
@@ -148,3 +151,43 @@ def test_locked_output_is_exit_75_quickly(tmp_path):
         lock.close()
     assert proc.returncode == 75, proc.stderr[-2000:]
     assert json.loads(proc.stdout)["error"]["code"] == "output_locked"
+
+
+# ---------------------------------------------------------------- the serving target's flags
+
+def test_model_name_makes_a_valid_image_tag():
+    from deploykit.targets.serving.target import image_component
+
+    assert image_component("digits") == "digits"
+    assert image_component("Digits.v2") == "digits.v2"
+    assert image_component("a_b-c__d--e") == "a_b-c__d--e"
+    assert image_component("a-.b___c.") == "a-b-c"
+
+
+@pytest.mark.slow
+def test_model_name_names_the_served_model(tmp_path):
+    from . import models
+
+    models.dense(tmp_path / "dense.keras")
+    proc = run_cli("build", "--model", "dense.keras", "--target", "serving", "--model-name", "Digits.v2",
+                   "--no-container", "--no-latency", "--out", "out", "--json", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (artifact,) = json.loads(proc.stdout)["artifacts"]
+    assert artifact["details"]["model_name"] == "Digits.v2"
+    assert (tmp_path / "out" / "serving" / "models" / "Digits.v2" / "1" / "saved_model.pb").is_file()
+    assert 'name: "Digits.v2"' in (tmp_path / "out" / "serving" / "models.config").read_text()
+
+
+@pytest.mark.slow
+@pytest.mark.docker
+def test_missing_base_image_is_one_line_naming_no_container(tmp_path):
+    from . import models
+
+    models.dense(tmp_path / "dense.keras")
+    proc = run_cli("build", "--model", "dense.keras", "--target", "serving", "--base-image", "nosuch/image:1",
+                   "--no-latency", "--out", "out", cwd=tmp_path, env={"DEPLOYKIT_SERVING_BASE_IMAGE": ""})
+    assert proc.returncode == 4, proc.stderr[-3000:]
+    (error,) = [ln for ln in proc.stderr.splitlines() if ln.startswith("deploykit: error:")]
+    assert error.startswith("deploykit: error: --base-image nosuch/image:1: not available locally and cannot be pulled")
+    assert "pass --no-container to validate in process only" in error and "docker load" in error
+    assert not (tmp_path / "out").exists()

@@ -4,11 +4,17 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import shlex
 import sys
 import textwrap
 from pathlib import Path
 
+import click
 import pytest
+
+from deploykit.cli import EXAMPLES as MAIN_EXAMPLES
+from deploykit.cli import parse
+from deploykit.cli.build import EXAMPLES as BUILD_EXAMPLES
 
 from .conftest import ROOT, run_cli
 
@@ -55,6 +61,46 @@ def test_help_matches_golden(command):
     """Regenerate with: COLUMNS=100 deploykit CMD --help > tests/golden/CMD_help.txt"""
     got = _no_tf(command, "--help")
     assert got == (GOLDEN / f"{command}_help.txt").read_text()
+
+
+@pytest.mark.parametrize("command, examples", [((), MAIN_EXAMPLES), (("build",), BUILD_EXAMPLES)],
+                         ids=["deploykit", "build"])
+def test_help_shows_examples_that_parse(command, examples):
+    """`deploykit --help` and `deploykit build --help` end with 3-5 examples, each a command line the
+    real CLI accepts (options that exist, values where they take one, valid choices and types)."""
+    shown = _no_tf(*command, "--help")
+    assert "Examples:" in shown and 3 <= len(examples) <= 5
+    for line, what in examples:
+        assert f"    # {what}\n    {line}\n" in shown
+        argv = shlex.split(line)
+        assert argv[0] == "deploykit" and argv[1:1 + len(command)] == list(command)
+        parse(argv[1:])
+
+
+@pytest.mark.parametrize("argv", [["build", "--no-such-flag"], ["build", "--target"], ["buidl"],
+                                  ["build", "--js-format", "columns"], ["build", "--jobs", "two"],
+                                  ["validate"], ["build", "extra"]])
+def test_parse_refuses_what_the_cli_refuses(argv):
+    with pytest.raises(click.UsageError):
+        parse(argv)
+
+
+def test_quantize_help_names_every_registered_targets_variants(tmp_path):
+    """From the registry, plugins included (the test-only numpy target, installed by entry point)."""
+    from deploykit.targets import loadable
+
+    from .numpy_target.target import NumpyTarget
+
+    shown = " ".join(_no_tf("build", "--help").split())
+    for name, cls in loadable().items():
+        assert f"{name}: {','.join(cls.variants)}" in shown, name
+    dist = tmp_path / "site" / "deploykit_numpy_target-0.1.dist-info"
+    dist.mkdir(parents=True)
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: deploykit-numpy-target\nVersion: 0.1\n")
+    (dist / "entry_points.txt").write_text("[deploykit.targets]\nnumpy = numpy_target.target:NumpyTarget\n")
+    env = {"PYTHONPATH": f"{tmp_path / 'site'}:{Path(__file__).parent}", "COLUMNS": "100"}
+    plugged = run_cli("build", "--help", cwd=tmp_path, env=env)
+    assert f"numpy: {','.join(NumpyTarget.variants)}" in " ".join(plugged.stdout.split()), plugged.stdout
 
 
 def test_exit_codes_are_documented_in_the_readme():

@@ -36,6 +36,10 @@ from deploykit.targets import Artifact, Target, resolve, target_class
 from deploykit.validation import judge, parity
 from deploykit.version import __version__
 
+CALIBRATED = frozenset({"int8", "int16x8"})  # variants calibrated on the data (--data or generated)
+RANDOM_PARITY_WARNING = ("no --data given: parity inputs are generated from the model signature (random values); "
+                         "pass representative --data")
+
 
 def plan_variants(cfg: BuildConfig, targets: Mapping[str, Target], rep: Reporter | None = None) -> dict[str, list[str]]:
     """Which variants each target converts. One rule for `--quantize`: each target builds the asked
@@ -204,9 +208,9 @@ def run(cfg: BuildConfig, rep: Reporter, *, named: Mapping[str, str] | None = No
             t0 = time.perf_counter()
             facts = _intake(cfg, source, variants, intake_dir, sandboxed, reads)
             timings["intake_seconds"] = time.perf_counter() - t0
-        for warning in facts["data"]["warnings"]:
-            rep.warn(warning)
-        if facts["source"]["optimizable"] is False and source is not None:
+        for warning in facts["data"]["warnings"]:  # all of them stay in the manifest (data.warnings)
+            rep.warn(_console_warning(warning, variants))
+        if cfg.optimize.requested and facts["source"]["optimizable"] is False and source is not None:
             rep.info(f"note: {facts['source']['note']}")
         contract = IOContract.from_json(facts["contract"])
         (staging / "validation").mkdir()
@@ -239,7 +243,7 @@ def run(cfg: BuildConfig, rep: Reporter, *, named: Mapping[str, str] | None = No
         label = "parity" + (" and latency" if cfg.latency.enabled else "")
         with rep.step(f"validate {len(records)} artifact(s): {label}"):
             judge.judge(records, targets, contract, reference, measure=cfg.latency.enabled,
-                        settings=cfg.latency, work=work, jobs=cfg.jobs)
+                        settings=cfg.latency, work=work, jobs=cfg.jobs, rep=rep)
         timings["validate_seconds"] = time.perf_counter() - t0
         for (name, variant), a in zip(jobs, converted):  # failed conversions: records without an artifact
             if not isinstance(a, Artifact):
@@ -367,6 +371,15 @@ def _failed_record(name, variant, reason, staging, targets, cfg) -> ArtifactReco
     record.parity = Parity(0, None, None)
     record.failures = [parity.Failure("conversion", reason).to_json()]
     return record
+
+
+def _console_warning(warning: str, variants: Mapping[str, list[str]]) -> str:
+    """The random-data warning without its calibration advice when no calibrated variant is built."""
+    from deploykit.modelwork import RANDOM_DATA_WARNING
+
+    if warning == RANDOM_DATA_WARNING and not CALIBRATED.intersection(v for vs in variants.values() for v in vs):
+        return RANDOM_PARITY_WARNING
+    return warning
 
 
 def _summary_line(r: ArtifactRecord) -> str:

@@ -4,11 +4,17 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import shlex
 import sys
 import textwrap
 from pathlib import Path
 
+import click
 import pytest
+
+from deploykit.cli import EXAMPLES as MAIN_EXAMPLES
+from deploykit.cli import parse
+from deploykit.cli.build import EXAMPLES as BUILD_EXAMPLES
 
 from .conftest import ROOT, run_cli
 
@@ -57,6 +63,46 @@ def test_help_matches_golden(command):
     assert got == (GOLDEN / f"{command}_help.txt").read_text()
 
 
+@pytest.mark.parametrize("command, examples", [((), MAIN_EXAMPLES), (("build",), BUILD_EXAMPLES)],
+                         ids=["deploykit", "build"])
+def test_help_shows_examples_that_parse(command, examples):
+    """`deploykit --help` and `deploykit build --help` end with 3-5 examples, each a command line the
+    real CLI accepts (options that exist, values where they take one, valid choices and types)."""
+    shown = _no_tf(*command, "--help")
+    assert "Examples:" in shown and 3 <= len(examples) <= 5
+    for line, what in examples:
+        assert f"    # {what}\n    {line}\n" in shown
+        argv = shlex.split(line)
+        assert argv[0] == "deploykit" and argv[1:1 + len(command)] == list(command)
+        parse(argv[1:])
+
+
+@pytest.mark.parametrize("argv", [["build", "--no-such-flag"], ["build", "--target"], ["buidl"],
+                                  ["build", "--js-format", "columns"], ["build", "--jobs", "two"],
+                                  ["validate"], ["build", "extra"]])
+def test_parse_refuses_what_the_cli_refuses(argv):
+    with pytest.raises(click.UsageError):
+        parse(argv)
+
+
+def test_quantize_help_names_every_registered_targets_variants(tmp_path):
+    """From the registry, plugins included (the test-only numpy target, installed by entry point)."""
+    from deploykit.targets import loadable
+
+    from .numpy_target.target import NumpyTarget
+
+    shown = " ".join(_no_tf("build", "--help").split())
+    for name, cls in loadable().items():
+        assert f"{name}: {','.join(cls.variants)}" in shown, name
+    dist = tmp_path / "site" / "deploykit_numpy_target-0.1.dist-info"
+    dist.mkdir(parents=True)
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: deploykit-numpy-target\nVersion: 0.1\n")
+    (dist / "entry_points.txt").write_text("[deploykit.targets]\nnumpy = numpy_target.target:NumpyTarget\n")
+    env = {"PYTHONPATH": f"{tmp_path / 'site'}:{Path(__file__).parent}", "COLUMNS": "100"}
+    plugged = run_cli("build", "--help", cwd=tmp_path, env=env)
+    assert f"numpy: {','.join(NumpyTarget.variants)}" in " ".join(plugged.stdout.split()), plugged.stdout
+
+
 def test_exit_codes_are_documented_in_the_readme():
     from deploykit.errors import EXIT_CODES
 
@@ -73,6 +119,9 @@ def test_exit_codes_are_documented_in_the_readme():
         (["--quantize", "int4"], "--quantize: unknown variant(s) int4"),
         (["--config", "missing.toml"], "missing.toml: config file not found"),
         (["--jobs", "0"], "jobs: must be at least 1"),
+        (["--target", "serving", "--no-container", "--model-name", "../x"],
+         "--model-name '../x': a TF Serving model name"),
+        (["--target", "serving", "--no-container", "--model-name", "my model"], "--model-name 'my model'"),
     ],
 )
 def test_bad_input_is_exit_2_with_one_line(tmp_path, args, message):
@@ -148,3 +197,43 @@ def test_locked_output_is_exit_75_quickly(tmp_path):
         lock.close()
     assert proc.returncode == 75, proc.stderr[-2000:]
     assert json.loads(proc.stdout)["error"]["code"] == "output_locked"
+
+
+# ---------------------------------------------------------------- the serving target's flags
+
+def test_model_name_makes_a_valid_image_tag():
+    from deploykit.targets.serving.target import image_component
+
+    assert image_component("digits") == "digits"
+    assert image_component("Digits.v2") == "digits.v2"
+    assert image_component("a_b-c__d--e") == "a_b-c__d--e"
+    assert image_component("a-.b___c.") == "a-b-c"
+
+
+@pytest.mark.slow
+def test_model_name_names_the_served_model(tmp_path):
+    from . import models
+
+    models.dense(tmp_path / "dense.keras")
+    proc = run_cli("build", "--model", "dense.keras", "--target", "serving", "--model-name", "Digits.v2",
+                   "--no-container", "--no-latency", "--out", "out", "--json", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (artifact,) = json.loads(proc.stdout)["artifacts"]
+    assert artifact["details"]["model_name"] == "Digits.v2"
+    assert (tmp_path / "out" / "serving" / "models" / "Digits.v2" / "1" / "saved_model.pb").is_file()
+    assert 'name: "Digits.v2"' in (tmp_path / "out" / "serving" / "models.config").read_text()
+
+
+@pytest.mark.slow
+@pytest.mark.docker
+def test_missing_base_image_is_one_line_naming_no_container(tmp_path):
+    from . import models
+
+    models.dense(tmp_path / "dense.keras")
+    proc = run_cli("build", "--model", "dense.keras", "--target", "serving", "--base-image", "nosuch/image:1",
+                   "--no-latency", "--out", "out", cwd=tmp_path, env={"DEPLOYKIT_SERVING_BASE_IMAGE": ""})
+    assert proc.returncode == 4, proc.stderr[-3000:]
+    (error,) = [ln for ln in proc.stderr.splitlines() if ln.startswith("deploykit: error:")]
+    assert error.startswith("deploykit: error: --base-image nosuch/image:1: not available locally and cannot be pulled")
+    assert "pass --no-container to validate in process only" in error and "docker load" in error
+    assert not (tmp_path / "out").exists()

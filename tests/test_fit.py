@@ -172,6 +172,16 @@ def test_bad_builders_and_datasets_are_exit_2(tmp_path, settings, field, fragmen
     assert message.startswith(f"{field}:") and fragment in message, message
 
 
+def _when_logged(log: Path, text: str, proc, action) -> None:
+    """Run `action()` once `text` is in a task's log (RUN/logs/NAME.log keeps every line of the task,
+    epoch beginnings included; the console shows only the chief's lines, and no beginnings)."""
+    while proc.poll() is None:
+        if log.exists() and text in log.read_text(errors="replace").split("--- attempt ")[-1]:
+            action()
+            return
+        time.sleep(0.05)
+
+
 @pytest.fixture(scope="module")
 def mw_baseline(tmp_path_factory):
     """An uninterrupted 2-worker run: the multi-worker test and the fault test's reference."""
@@ -210,14 +220,17 @@ def test_killed_worker_is_restarted_and_the_run_resumes_from_the_backup(tmp_path
     def watch():
         for line in proc.stderr:
             lines.append(line)
-            if not killed and "[worker-1] [deploykit] epoch 2/3 begin" in line:
-                pid = json.loads((out / "workers.json").read_text())["pids"]["worker-1"]
-                time.sleep(0.3)  # mid-epoch, not at its edge
-                os.kill(pid, signal.SIGKILL)
-                killed["pid"] = pid
+
+    def kill():
+        pid = json.loads((out / "workers.json").read_text())["pids"]["worker-1"]
+        time.sleep(0.3)  # mid-epoch, not at its edge
+        os.kill(pid, signal.SIGKILL)
+        killed["pid"] = pid
 
     watcher = threading.Thread(target=watch, daemon=True)
     watcher.start()
+    threading.Thread(target=_when_logged, args=(out / "logs" / "worker-1.log", "epoch 2/3 begin", proc, kill),
+                     daemon=True).start()
     stdout = proc.stdout.read()
     proc.wait(300)
     watcher.join(10)
@@ -244,11 +257,9 @@ def test_dead_worker_without_restarts_fails_clearly(tmp_path):
     proc = subprocess.Popen(
         [sys.executable, "-m", "deploykit", "train", "--config", str(cfg), "--out", str(out), "--local-workers", "2"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(), cwd=ROOT)
-    lines = []
-    for line in proc.stderr:
-        lines.append(line)
-        if "[worker-0] [deploykit] epoch 1/2 begin" in line:
-            os.kill(json.loads((out / "workers.json").read_text())["pids"]["worker-0"], signal.SIGKILL)
+    threading.Thread(target=_when_logged, args=(out / "logs" / "worker-0.log", "epoch 1/2 begin", proc, lambda: os.kill(
+        json.loads((out / "workers.json").read_text())["pids"]["worker-0"], signal.SIGKILL)), daemon=True).start()
+    lines = list(proc.stderr)
     proc.wait(120)
     log = "".join(lines)
     assert proc.returncode == 1, log[-3000:]

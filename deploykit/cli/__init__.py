@@ -8,7 +8,7 @@ from __future__ import annotations
 import click
 
 from deploykit.cli.build import build
-from deploykit.cli.exits import CONTEXT, EXIT_HELP, usage_error
+from deploykit.cli.exits import CONTEXT, epilog, usage_error
 from deploykit.cli.publish import publish
 from deploykit.cli.report import report
 from deploykit.cli.targets import targets
@@ -16,8 +16,17 @@ from deploykit.cli.train import train
 from deploykit.cli.validate import validate
 from deploykit.version import __version__
 
+EXAMPLES = (
+    ("deploykit build --target tflite", "build and validate the bundled example (a small CNN on digits) for TFLite"),
+    ("deploykit build --model model.keras --data val.npz --target all --out dist",
+     "your model and parity data, every target (tflite, js, serving), into dist/"),
+    ("deploykit validate dist", "re-check a build later, e.g. in another CI job (no TensorFlow needed)"),
+    ("deploykit report dist --baseline previous/manifest.json", "compare with a previous build: exit 3 on a regression"),
+    ("deploykit publish dist --to oci://ghcr.io/acme/digits:1.0", "ship the proven artifacts to a registry, verified"),
+)
 
-@click.group(epilog=EXIT_HELP, context_settings=CONTEXT)
+
+@click.group(epilog=epilog(*EXAMPLES), context_settings=CONTEXT)
 @click.version_option(__version__, prog_name="deploykit")
 def cli() -> None:
     """Train a Keras model, take it to TFLite, TF.js and TF Serving artifacts, and prove each one
@@ -26,6 +35,18 @@ def cli() -> None:
 
 for command in (build, validate, targets, train, report, publish):
     cli.add_command(command)
+
+
+def parse(argv: list[str]) -> click.Context:
+    """Parse a command line as `deploykit` would, without running it: the command's context, with
+    its parameters converted and checked (an unknown option, a missing value or a bad choice raises
+    click's UsageError). `--help` and `--version` raise click.exceptions.Exit. For the tests that
+    keep the help's and the README's examples true."""
+    if not argv or argv[0].startswith("-"):
+        return cli.make_context("deploykit", list(argv))
+    root = click.Context(cli, info_name="deploykit")
+    name, command, rest = cli.resolve_command(root, list(argv))
+    return command.make_context(name, rest, parent=root)
 
 
 def main() -> None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import click
 
-from deploykit.cli.exits import CONTEXT, EXIT_HELP, emit, run
+from deploykit.cli.exits import CONTEXT, emit, epilog, run
 from deploykit.targets import loadable
 
 
@@ -36,7 +36,21 @@ def _with_target_options(fn):
     return fn
 
 
-@click.command(epilog=EXIT_HELP, context_settings=CONTEXT)
+EXAMPLES = (
+    ("deploykit build --target tflite --quantize float32,int8",
+     "the bundled example (a small CNN on digits): two TFLite variants, into deploykit-out/"),
+    ("deploykit build --model model.keras --data val.npz --target tflite --target js --out dist",
+     "your model and parity data: TFLite and TF.js, into dist/"),
+    ("deploykit build --model saved_model/ --target serving --model-name digits --no-container",
+     "a SavedModel for TF Serving as models/digits/1, checked in process only (no Docker)"),
+    ("deploykit build --model model.keras --budget tflite.int8.cosine=0.98 --no-latency --json",
+     "a looser int8 budget, no latency runs, the manifest as JSON on stdout"),
+    ("deploykit build --config dk.toml --target all",
+     "settings from a file (budgets, latency, [js], [serving], ...), every target"),
+)
+
+
+@click.command(epilog=epilog(*EXAMPLES), context_settings=CONTEXT)
 @click.option("--model", metavar="PATH|module:function",
               help="A .keras or .h5 file, a SavedModel folder, module:function returning a tf_keras model, or a "
                    "`deploykit train` run folder (its model.keras, with its validation.npz as the data unless --data). "

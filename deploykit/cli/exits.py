@@ -14,8 +14,19 @@ import click
 from deploykit.cli.nativelog import native_logs_to_file, tail
 from deploykit.errors import EXIT_CODES, BudgetError, DeployKitError
 
-EXIT_HELP = "\b\nExit codes:\n" + "\n".join(f"  {code:>2}  {text}" for code, text in EXIT_CODES.items())
+INTERRUPTED = {130: "interrupted (SIGINT)", 143: "terminated (SIGTERM)"}  # exits.run; no DeployKitError
+EXIT_HELP = "\b\nExit codes:\n" + "\n".join(f"  {code:>3}  {text}"
+                                            for code, text in {**EXIT_CODES, **INTERRUPTED}.items())
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+def epilog(*examples: tuple[str, str]) -> str:
+    """Help text after the options: (command, what it does) examples, then the exit codes. Each
+    example is a real command line (tests parse every one against the CLI)."""
+    lines = ["\b", "Examples:"]
+    for command, what in examples:
+        lines += [f"  # {what}", f"  {command}"]
+    return "\n".join(lines) + "\n\n" + EXIT_HELP
 
 
 def emit(as_json: bool, payload: dict) -> None:

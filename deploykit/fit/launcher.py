@@ -1,7 +1,10 @@
 """`--local-workers N`: run a multi-worker (or parameter-server) job as local processes.
 
-Each task gets a generated TF_CONFIG on 127.0.0.1 with free ports. Their output is streamed with a
-`[worker-i]` prefix (and kept in RUN_DIR/logs/). A task that dies is reported by name, pid and
+Each task gets a generated TF_CONFIG on 127.0.0.1 with free ports. Every line of every task is kept
+in RUN_DIR/logs/NAME.log; the console shows the chief's lines (the `chief` task, else `worker-0`)
+with a `[NAME]` prefix, and another task's line only when it is a warning or an error and no task
+showed the same text before: the workers of a collective job print the same lines in lockstep,
+and their `detail` lines (epoch beginnings) are for the logs only. A task that dies is reported by name, pid and
 exit status. Collective training cannot continue with a member missing, so recovery restarts the
 whole job (new ports, same run folder): BackupAndRestore then resumes from the last finished epoch,
 as a Kubernetes TFJob does when its pods restart. `max_restarts` bounds how often.
@@ -75,13 +78,39 @@ def _describe(code: int) -> str:
     return f"exit status {code}"
 
 
+_PROBLEM = re.compile(r"warning|error|exception|traceback|killed|failed", re.I)
+
+
+class _Console:
+    """What the tasks' lines show on the console (see the module docstring)."""
+
+    def __init__(self, stream, chief: str):
+        self.stream, self.chief = stream, chief
+        self._shown: set[str] = set()
+        self._lock = threading.Lock()
+
+    def line(self, task: str, line: str) -> None:
+        if self.stream is None or _NOISE.search(line) or line.startswith(Reporter.DETAIL):
+            return
+        with self._lock:
+            if task != self.chief and (not _PROBLEM.search(line) or line in self._shown):
+                return
+            self._shown.add(line)
+            print(f"[{task}] {line}", file=self.stream, flush=True)
+
+
+def chief_of(names: list[str]) -> str:
+    """The task whose lines the console shows: the chief, else worker 0 (MultiWorkerMirroredStrategy's)."""
+    return "chief" if "chief" in names else "worker-0" if "worker-0" in names else names[0]
+
+
 class _Task:
-    def __init__(self, name: str, proc: subprocess.Popen, log: Path, stream):
+    def __init__(self, name: str, proc: subprocess.Popen, log: Path, console: _Console):
         self.name, self.proc, self.last_error = name, proc, ""
-        self._thread = threading.Thread(target=self._pump, args=(log, stream), daemon=True)
+        self._thread = threading.Thread(target=self._pump, args=(log, console), daemon=True)
         self._thread.start()
 
-    def _pump(self, log: Path, stream) -> None:
+    def _pump(self, log: Path, console: _Console) -> None:
         with log.open("a", encoding="utf-8") as f:
             for line in self.proc.stdout:
                 line = line.rstrip("\n")
@@ -89,8 +118,7 @@ class _Task:
                     self.last_error = line[len("deploykit: error:"):].strip()
                 f.write(line + "\n")
                 f.flush()
-                if stream is not None and not _NOISE.search(line):
-                    print(f"[{self.name}] {line}", file=stream, flush=True)
+                console.line(self.name, line)
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -109,6 +137,7 @@ def _start(cfg: TrainConfig, out: Path, workers: int, attempt: int, stream) -> l
     config_json.write_text(json.dumps(cfg.to_json(), indent=2) + "\n")
     (out / "logs").mkdir(parents=True, exist_ok=True)
     threads = max(1, (os.cpu_count() or 1) // len(tasks))
+    console = _Console(stream, chief_of([_name(kind, index) for kind, index in tasks]))
     started = []
     for kind, index in tasks:
         name = _name(kind, index)
@@ -122,7 +151,7 @@ def _start(cfg: TrainConfig, out: Path, workers: int, attempt: int, stream) -> l
              "--threads", str(threads)],
             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True,
             cwd=os.getcwd())
-        started.append(_Task(name, proc, log, stream))
+        started.append(_Task(name, proc, log, console))
     (out / "workers.json").write_text(json.dumps(
         {"attempt": attempt, "cluster": cluster, "pids": {t.name: t.proc.pid for t in started}}, indent=2) + "\n")
     return started
@@ -159,6 +188,9 @@ def launch(cfg: TrainConfig, out: str | Path, workers: int, *, max_restarts: int
         tasks = _start(cfg, out, workers, attempt, stream)
         reporter.info(f"started {len(tasks)} local task(s) ({', '.join(f'{t.name}:{t.proc.pid}' for t in tasks)}), "
                       f"strategy {cfg.strategy}, attempt {attempt + 1}/{max_restarts + 1}")
+        if attempt == 0 and len(tasks) > 1:
+            reporter.info(f"showing {chief_of([t.name for t in tasks])}'s log (other tasks: warnings and errors only); "
+                          f"every task's full log is in {out / 'logs'}/")
         try:
             failed = _supervise(tasks, ps_job)
         finally:

@@ -53,7 +53,8 @@ def _epoch_log_class():
     keras = tf_keras()
 
     class _EpochLog(keras.callbacks.Callback):
-        """Log epoch boundaries (the fault test reads them) and keep the full history across restarts."""
+        """Log epoch ends (beginnings too, in a local job's task logs: the fault tests wait for them)
+        and keep the full history across restarts."""
 
         def __init__(self, cfg: TrainConfig, history_file: Path | None, reporter: Reporter):
             super().__init__()
@@ -73,7 +74,7 @@ def _epoch_log_class():
                 if epoch > 0:
                     self.reporter.info(f"resumed from backup at epoch {epoch + 1}/{self.cfg.epochs}")
             self._start = time.perf_counter()
-            self.reporter.info(f"epoch {epoch + 1}/{self.cfg.epochs} begin")
+            self.reporter.detail(f"epoch {epoch + 1}/{self.cfg.epochs} begin")  # in a task's log, not on the console
 
         def on_epoch_end(self, epoch, logs=None):
             self.epoch_times.append(time.perf_counter() - self._start)

@@ -30,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
             tensorflow().config.threading.set_intra_op_parallelism_threads(args.threads)
         from deploykit.fit.trainer import run
 
-        run(cfg, args.out, Reporter(stream=sys.stdout))
+        run(cfg, args.out, Reporter(stream=sys.stdout, details=True))  # stdout is this task's log (RUN/logs/)
     except DeployKitError as exc:
         print(f"deploykit: error: {exc.message}", file=sys.stdout, flush=True)
         return exc.exit_code

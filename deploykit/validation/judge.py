@@ -9,6 +9,8 @@ value of each metric over the backends, and the artifact passes only when every 
 """
 from __future__ import annotations
 
+import time
+from contextlib import nullcontext
 from dataclasses import replace
 from pathlib import Path
 from typing import Mapping
@@ -17,6 +19,7 @@ import numpy as np
 
 from deploykit.config import LatencySettings
 from deploykit.contract import IOContract
+from deploykit.progress import Reporter, Tasks, silent
 from deploykit.records import ArtifactRecord, BackendParity, Parity, entries
 from deploykit.runner import map_jobs
 from deploykit.targets import RunRequest, Target
@@ -77,31 +80,68 @@ def measure_latency(target: Target, artifact, inputs: Path, settings: LatencySet
 
 def judge(records: list[ArtifactRecord], targets: Mapping[str, Target], contract: IOContract,
           reference: Mapping[str, np.ndarray], *, measure: bool, settings: LatencySettings, work: Path,
-          jobs: int = 2) -> None:
+          jobs: int = 2, rep: Reporter | None = None) -> None:
     """Fill `parity`, `latency`, `failures` and `passed` into each record, in place.
 
     Parity runs side by side; latency runs one artifact at a time so measurements do not compete
     for cores. Latency is measured for every artifact the runtime could run, passed or not.
+    `rep` hears of each artifact as it starts and finishes, per phase (parity, latency), with
+    its time and verdict, and of each backend's verdict when the runtime ran several.
     """
-    def one(record: ArtifactRecord):
-        return check_parity(targets[record.target], record, contract, reference, work)
+    rep = rep or silent()
 
-    judged = map_jobs(one, records, jobs)
+    def one(record: ArtifactRecord, log: Tasks):
+        log.started(record.key)
+        t0 = time.perf_counter()
+        try:
+            judged, failures = check_parity(targets[record.target], record, contract, reference, work)
+        except BaseException as exc:
+            log.finished(record.key, False, f"error: {type(exc).__name__}", time.perf_counter() - t0)
+            raise
+        ok, verdict = _parity_verdict(judged, failures)
+        backends = {name: _parity_verdict(b, b.failures, f"[{name}] ") for name, b in judged.backends.items()}
+        log.finished(record.key, ok, verdict, time.perf_counter() - t0, backends)
+        return judged, failures
+
+    with rep.tasks("parity", len(records)) as log:
+        judged = map_jobs(lambda r: one(r, log), records, jobs)
     for record, (result, failures) in zip(records, judged):
         record.parity = result
         record.latency = None
-        ran = not any(f["kind"] == "runtime" for f in failures)
-        if measure and ran:  # timed even when parity failed: "faster but unfaithful" is worth knowing
+        record.failures = failures
+    # timed even when parity failed ("faster but unfaithful" is worth knowing), not when it could not run
+    timed = [r for r in records if not any(f["kind"] == "runtime" for f in r.failures)] if measure else []
+    with rep.tasks("latency", len(timed)) if timed else nullcontext() as log:
+        for record in timed:
+            log.started(record.key)
+            t0 = time.perf_counter()
             measured = measure_latency(targets[record.target], record.artifact, record.inputs, settings, work)
             if "error" in measured:
-                failures.append(parity.Failure("runtime", measured["error"]).to_json())
+                record.failures.append(parity.Failure("runtime", measured["error"]).to_json())
+                log.finished(record.key, False, f"fail: {_clip(measured['error'])}", time.perf_counter() - t0)
             else:
-                record.latency = measured["latency"]
+                record.latency = lat = measured["latency"]
+                log.finished(record.key, True, f"p50 {lat['p50_ms']:.3f} ms, p99 {lat['p99_ms']:.3f} ms",
+                             time.perf_counter() - t0)
+    for record in records:
         lat = record.latency or {}
         facts = {"bytes": record.bytes, **{k: lat.get(k) for k in ("p50_ms", "p90_ms", "p99_ms", "load_ms")}}
-        failures += [f.to_json() for f in parity.check_artifact_budgets(facts, record.budget)]
-        record.failures = failures
-        record.passed = not failures
+        record.failures += [f.to_json() for f in parity.check_artifact_budgets(facts, record.budget)]
+        record.passed = not record.failures
+
+
+def _parity_verdict(judged, failures: list[dict], prefix: str = "") -> tuple[bool, str]:
+    """(passed, "pass, max_abs_rel 1.2e-06" or "fail: the first failure (+N more)") for a progress line."""
+    if failures:
+        more = f" (+{len(failures) - 1} more)" if len(failures) > 1 else ""
+        return False, f"fail: {_clip(failures[0]['message'].removeprefix(prefix))}{more}"
+    worst = [m["max_abs_rel"] for m in (judged.outputs or {}).values() if m.get("max_abs_rel") is not None]
+    return True, "pass" + (f", max_abs_rel {max(worst):.2g}" if worst else "")
+
+
+def _clip(text: str, limit: int = 160) -> str:
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 def failure_lines(artifacts: list[dict]) -> list[str]:

@@ -27,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
+import re
 import subprocess
 import time
 from pathlib import Path
@@ -80,7 +81,7 @@ class ServingTarget(Target):
         from deploykit.tfenv import tensorflow
 
         tf = tensorflow()
-        self._model_name = repo.model_name(model.source.location)
+        self._model_name = self.settings.model_name or repo.model_name(model.source.location)
         self._source = model.source.location
         self._warmup = repo.warmup_requests(self._model_name, data)
         extra = {}
@@ -144,7 +145,7 @@ class ServingTarget(Target):
     def _build_image(self, root: Path, model_name: str, model_sha: str) -> dict:
         c = self._client = self._client or ctr.client()
         _ensure_base(c, self._base_image)
-        tag = f"deploykit-serving/{model_name}:{model_sha[:12]}"
+        tag = f"deploykit-serving/{image_component(model_name)}:{model_sha[:12]}"
         try:
             built = ctr.build_image(c, root, tag, {"org.deploykit.model.sha256": model_sha})
         except ctr.ContainerError as exc:
@@ -410,6 +411,14 @@ def in_process_latency(version_dir: Path, inputs: Mapping[str, np.ndarray], lat)
             "runtime": "tf-serving[in-process]", "runtime_version": f"tensorflow {tf.__version__}"}
 
 
+def image_component(model_name: str) -> str:
+    """The model name as a Docker repository path component (lowercase; separators . _ - between
+    letters and digits only), for the image tag; the repository keeps the name as given."""
+    name = re.sub(r"[^a-z0-9]+", lambda m: m.group(0) if m.group(0) in (".", "_", "__") or set(m.group(0)) == {"-"}
+                  else "-", model_name.lower())
+    return name.strip("._-") or "model"
+
+
 def _ensure_base(c, ref: str) -> None:
     """The base image must be local or pullable; otherwise exit 4 naming --base-image."""
     try:
@@ -420,10 +429,12 @@ def _ensure_base(c, ref: str) -> None:
     try:
         c.images.pull(ref)
     except Exception as exc:  # noqa: BLE001
-        reason = str(exc).splitlines()[0][:200]
+        reason = " ".join(str(getattr(exc, "explanation", None) or exc or type(exc).__name__).split())
+        reason = reason if len(reason) <= 160 else reason[:157] + "..."
         raise MissingRuntimeError(f"--base-image {ref}: not available locally and cannot be pulled ({reason}); "
-                                  "load it (docker load / docker pull where a registry is reachable) or pass "
-                                  "--base-image with a local image") from None
+                                  f"load it with `docker load -i IMAGE.tar` (or docker pull where a registry is "
+                                  f"reachable), pass --base-image with a local image, or pass --no-container to "
+                                  f"validate in process only") from None
 
 
 def _user_and_health(running) -> dict:

@@ -19,6 +19,13 @@ os.environ.setdefault("CUDA_VISIBLE_DEVICES", "-1")
 # (speed goals live in benchmarks/).
 FAST = {"latency": {"warmup": 2, "iterations": 20, "max_seconds": 1.0}, "example_epochs": 3}
 NO_LATENCY = {"latency": {"enabled": False}, "example_epochs": 3}
+# The same short latency runs as a --config file, for builds through the CLI.
+FAST_TOML = """example_epochs = 2
+[latency]
+warmup = 2
+iterations = 20
+max_seconds = 1.0
+"""
 
 
 @pytest.fixture

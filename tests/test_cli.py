@@ -6,7 +6,6 @@ import json
 import os
 import shlex
 import sys
-import textwrap
 from pathlib import Path
 
 import click
@@ -16,18 +15,9 @@ from deploykit.cli import EXAMPLES as MAIN_EXAMPLES
 from deploykit.cli import parse
 from deploykit.cli.build import EXAMPLES as BUILD_EXAMPLES
 
-from .conftest import ROOT, run_cli
+from .conftest import FAST_TOML, ROOT, run_cli
 
 GOLDEN = Path(__file__).parent / "golden"
-FAST_TOML = textwrap.dedent(
-    """
-    example_epochs = 2
-    [latency]
-    warmup = 2
-    iterations = 20
-    max_seconds = 1.0
-    """
-)
 
 
 def _no_tf(*argv: str, cwd=None) -> str:

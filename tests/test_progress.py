@@ -6,7 +6,6 @@ from __future__ import annotations
 import io
 import json
 import re
-import textwrap
 
 import pytest
 
@@ -17,18 +16,9 @@ from deploykit.targets.base import Artifact
 from deploykit.validation import judge
 
 from . import models
-from .conftest import run_cli
+from .conftest import FAST_TOML, run_cli
 from .test_judge import CONTRACT, TwoBackends, _reference
 
-FAST_TOML = textwrap.dedent(
-    """
-    example_epochs = 2
-    [latency]
-    warmup = 2
-    iterations = 20
-    max_seconds = 1.0
-    """
-)
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 
 

@@ -3,8 +3,9 @@
     .venv/bin/python benchmarks/families.py [--families NAME,...|light|all] [--quantize float32,...]
 
 For each family in tests/families.py (the same models and data the tests build), one
-`deploykit build --target T` per target (a target that refuses the family in the preflight is
-shown as REFUSED with the reason; TFLite is then tried again with --allow-select-tf-ops). Latency
+`deploykit build` of every target that should build it, then each target allowed to refuse it (string
+inputs: js, and tflite without Flex) on its own, shown as REFUSED with the preflight's reason, and
+TFLite again with --allow-select-tf-ops. Latency
 is measured (short runs: 20 calls after 3 warm-ups, at most 2 s per backend). Prints one row per
 artifact: verdict (PASS, FAIL, REJECTED, REFUSED), bytes, p50 ms, and the worst parity margin:
 the metric closest to its budget, as value / budget (below 1 passes for an upper bound, the
@@ -60,24 +61,46 @@ def build(model: Path, data: Path, target: str, out: Path, extra: list[str]) -> 
 
 
 def rows_of(family: str, target: str, result: dict, flag: str = "") -> list[dict]:
+    """One row per artifact (and rejected variant) of a build of `target` (a comma list); a build
+    that produced none (refused, or an error) is one row naming why."""
     doc = result["doc"]
     if "error" in doc:
-        manifest = doc["error"].get("details", {}).get("manifest") if isinstance(doc["error"].get("details"), dict) else None
-        if not manifest:
+        details = doc["error"].get("details") if isinstance(doc["error"].get("details"), dict) else {}
+        kept = details.get("failed_build")  # a failed build's manifest is kept in OUT.failed
+        if not kept:
             verdict = "REFUSED" if result["exit"] == 2 else f"ERROR {result['exit']}"
             return [{"family": family, "target": target + flag, "variant": "-", "verdict": verdict,
                      "reason": doc["error"]["message"][:160], "seconds": result["seconds"]}]
-        doc = manifest
+        doc = json.loads((Path(kept) / "manifest.json").read_text())
     rows = []
     for a in doc.get("artifacts", []):
-        margin = worst_margin(a)
-        rows.append({"family": family, "target": target + flag, "variant": a["variant"],
+        rows.append({"family": family, "target": a["target"] + flag, "variant": a["variant"],
                      "verdict": "PASS" if a["passed"] else "FAIL", "bytes": a.get("bytes"),
-                     "p50_ms": (a.get("latency") or {}).get("p50_ms"), "margin": margin,
+                     "p50_ms": (a.get("latency") or {}).get("p50_ms"), "margin": worst_margin(a),
                      "seconds": result["seconds"]})
     for r in doc.get("rejected", []):
-        rows.append({"family": family, "target": target + flag, "variant": r["variant"], "verdict": "REJECTED",
+        rows.append({"family": family, "target": r["target"] + flag, "variant": r["variant"], "verdict": "REJECTED",
                      "reason": "; ".join(f["message"] for f in r["failures"])[:160], "seconds": result["seconds"]})
+    return rows
+
+
+def family_rows(family, model: Path, data: Path, folder: Path) -> list[dict]:
+    """The targets that should build it, in one build (per target if one of them refuses: to see
+    which); then each target allowed to refuse it, alone; then TFLite with Flex if it refused."""
+    built = [t for t in TARGETS if t not in family.refused]
+    result = build(model, data, ",".join(built), folder / "out", [])
+    if result["exit"] == 2:
+        rows = [r for t in built for r in rows_of(family.name, t, build(model, data, t, folder / f"out-{t}", []))]
+    else:
+        rows = rows_of(family.name, ",".join(built), result)
+    for r in rows:
+        r["allowed"] = r["verdict"] != "REFUSED"  # refusing is allowed for string inputs only
+    for t in family.refused:
+        refused = rows_of(family.name, t, build(model, data, t, folder / f"out-{t}", []))
+        rows += [{**r, "allowed": True} for r in refused]
+        if t == "tflite" and refused and refused[0]["verdict"] == "REFUSED":
+            rows += rows_of(family.name, t, build(model, data, t, folder / "out-flex", ["--allow-select-tf-ops"]),
+                            " (flex)")
     return rows
 
 
@@ -108,15 +131,8 @@ def main() -> None:
             folder = work / family.name
             folder.mkdir()
             model, data = family.build(folder)
-            for target in TARGETS:
-                print(f"[families] {family.name} -> {target}", file=sys.stderr, flush=True)
-                result = build(model, data, target, folder / f"out-{target}", [])
-                for r in rows_of(family.name, target, result):  # refusing is allowed for string inputs only
-                    r["allowed"] = r["verdict"] != "REFUSED" or target in family.refused
-                    rows.append(r)
-                if target == "tflite" and result["exit"] == 2:
-                    rows += rows_of(family.name, target, build(model, data, target, folder / "out-flex",
-                                                               ["--allow-select-tf-ops"]), " (flex)")
+            print(f"[families] {family.name}", file=sys.stderr, flush=True)
+            rows += family_rows(family, model, data, folder)
     print(f"{'family':28} {'target':14} {'variant':8} {'verdict':8} {'bytes':>11} {'p50 ms':>8}  worst metric / budget")
     for r in rows:
         margin = f"{r['margin'][0]} {r['margin'][1]:.3g}" if r.get("margin") else r.get("reason", "")

@@ -65,6 +65,15 @@ def lstm_sequential(path: Path, flavour: str) -> Path:
     return path
 
 
+def gru_sequential(path: Path, flavour: str) -> Path:
+    """A bidirectional GRU returning sequences, then a GRU, Sequential."""
+    k = _lib(flavour)
+    k.utils.set_random_seed(0)
+    k.Sequential([k.Input((10, 4)), k.layers.Bidirectional(k.layers.GRU(8, return_sequences=True)),
+                  k.layers.GRU(6), k.layers.Dense(3)]).save(path)
+    return path
+
+
 def bidirectional(cell: str):
     def make(path: Path, flavour: str) -> Path:
         k = _lib(flavour)
@@ -205,6 +214,8 @@ FAMILIES = [
     Family("lstm_sequential_k3", lstm_sequential, lambda rows: {"x": sequences(10)(rows)["seq"]}, "keras3"),
     Family("lstm_sequential_tf_keras", lstm_sequential, lambda rows: {"x": sequences(10)(rows)["seq"]}, heavy=True),
     Family("bilstm_tf_keras", bidirectional("lstm"), sequences(10)),
+    Family("gru_sequential_k3", gru_sequential, lambda rows: {"x": sequences(10)(rows)["seq"]}, "keras3", heavy=True),
+    Family("gru_sequential_tf_keras", gru_sequential, lambda rows: {"x": sequences(10)(rows)["seq"]}, heavy=True),
     Family("bigru_k3", bidirectional("gru"), sequences(10), "keras3"),
     Family("open_length_lstm_k3", open_length_lstm, sequences(12), "keras3"),
     Family("open_length_lstm_tf_keras", open_length_lstm, sequences(12), heavy=True),

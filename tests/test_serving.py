@@ -283,7 +283,7 @@ def test_polling_server_never_sees_a_partial_version(example, tmp_path):
     port = ctr.free_port()
     server = subprocess.Popen(
         [sys.executable, str(ROOT / "tests" / "serving_standin" / "tensorflow_model_server_standin.py"),
-         f"--rest_api_port={port}", "--rest_api_bind_address=127.0.0.1", "--model_name=m",
+         "--port=0", f"--rest_api_port={port}", "--rest_api_bind_address=127.0.0.1", "--model_name=m",
          f"--model_base_path={base}", "--file_system_poll_wait_seconds=0.05"],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     url = f"http://127.0.0.1:{port}/v1/models/m"

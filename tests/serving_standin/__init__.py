@@ -4,7 +4,8 @@ its inputs (this folder's files, the Debian suite, the TensorFlow version, requi
 
 Layers: Debian bookworm minbase made with debootstrap and `docker import`ed
 (`deploykit-standin-base:bookworm`), tensorflow-cpu installed with pip into a folder and copied
-in (with tensorflow-serving-api's protos), and `tensorflow_model_server_standin.py` installed as `/usr/bin/tensorflow_model_server`.
+in (with tensorflow-serving-api's protos; grpcio comes with tensorflow), `tensorflow_model_server_standin.py`
+installed as `/usr/bin/tensorflow_model_server` and its gRPC half `standin_grpc.py` in `/opt/tf`.
 First build: about 2-3 minutes; later runs: a lookup.
 
     python -m tests.serving_standin      # build (or find) it and print the tag
@@ -24,7 +25,8 @@ ROOT = HERE.parent.parent
 SUITE = "bookworm"
 MIRROR = os.environ.get("DEPLOYKIT_DEBIAN_MIRROR", "http://deb.debian.org/debian")
 TF_PIN = "tensorflow-cpu==2.19.0"
-SERVING_API_PIN = "tensorflow-serving-api==2.19.0"  # PredictionLog protos, to replay the warm-up file
+SERVING_API_PIN = "tensorflow-serving-api==2.19.0"  # its protos: the gRPC services, PredictionLog (warm-up)
+FILES = ("Dockerfile", "tensorflow_model_server_standin.py", "standin_grpc.py")
 BASE_TAG = f"deploykit-standin-base:{SUITE}"
 REPO = "deploykit-serving-standin"
 LABEL = "org.deploykit.standin"
@@ -32,7 +34,7 @@ LABEL = "org.deploykit.standin"
 
 def inputs_hash() -> str:
     h = hashlib.sha256()
-    for name in ("Dockerfile", "tensorflow_model_server_standin.py"):
+    for name in FILES:
         h.update((HERE / name).read_bytes())
     h.update(f"{SUITE} {TF_PIN} {SERVING_API_PIN}".encode())
     h.update((ROOT / "requirements.lock").read_bytes())
@@ -97,6 +99,7 @@ def ensure_image() -> str:
         server = ctx / "tensorflow_model_server"
         shutil.copy(HERE / "tensorflow_model_server_standin.py", server)
         server.chmod(0o755)
+        shutil.copy(HERE / "standin_grpc.py", ctx / "standin_grpc.py")
         _log(f"docker build {tag} (about 60 s) ...")
         client.images.build(path=str(ctx), tag=tag, buildargs={"BASE": BASE_TAG}, rm=True, forcerm=True,
                             labels={LABEL: "1"})

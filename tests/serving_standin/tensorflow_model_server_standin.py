@@ -4,17 +4,25 @@ real `tensorflow/serving` image. It is a test double: the product targets the re
 
 It accepts the `tensorflow_model_server` flags deploykit's Dockerfile passes (`--port`,
 `--rest_api_port`, `--rest_api_bind_address`... `--model_config_file`, `--model_name`,
-`--model_base_path`, `--file_system_poll_wait_seconds`, batching flags; unknown flags are logged
-and ignored), and serves the documented REST API with TensorFlow's own SavedModel loader:
+`--model_base_path`, `--file_system_poll_wait_seconds`, `--saved_model_tags`, batching flags;
+unknown flags are logged and ignored), loads SavedModels with TensorFlow's own loader and serves
+both of TF Serving's APIs from them:
 
+    REST (--rest_api_port)
     GET  /v1/models/NAME[/versions/N]            model_version_status (state AVAILABLE when loaded)
+    GET  /v1/models/NAME[/versions/N]/metadata   the GetModelMetadataResponse as JSON (signature_def)
     POST /v1/models/NAME[/versions/N]:predict    {"instances": [...]} (row) or {"inputs": ...} (columnar)
+    gRPC (--port; 0 disables it, as in the real server): see standin_grpc.py
+    PredictionService  Predict, Classify, Regress, GetModelMetadata;  ModelService  GetModelStatus
 
+Signatures and their metadata are the MetaGraphDef's (`saved_model.pb`, tags `serve`), as the
+real server reads them; errors carry TF Serving's status codes (REST: its HTTP mapping,
+400 for INVALID_ARGUMENT and FAILED_PRECONDITION, 404 for NOT_FOUND).
 Like TF Serving it loads only version folders with integer names, serves the latest one (version
 policy `latest`), replays the warm-up requests in `assets.extra/`, polls the base path for new
-versions, and reports a version that fails to load
-(state END with an error), so a half-written version is visible to a test. No gRPC: `--port` is
-accepted and ignored.
+versions, and reports a version that fails to load (state END with an error), so a half-written
+version is visible to a test. Unlike it, both APIs bind `--rest_api_bind_address` (loopback by
+default) instead of every interface.
 """
 from __future__ import annotations
 
@@ -34,6 +42,13 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+sys.path.insert(1, str(Path(__file__).resolve().parent))  # standin_grpc beside this file (tests), or on PYTHONPATH
+import standin_grpc  # noqa: E402
+from standin_grpc import ServingError  # noqa: E402
+
+HTTP_STATUS = {"INVALID_ARGUMENT": 400, "FAILED_PRECONDITION": 400, "OUT_OF_RANGE": 400, "NOT_FOUND": 404,
+               "ALREADY_EXISTS": 409, "UNIMPLEMENTED": 501, "UNAVAILABLE": 503}  # http_server.cc; others 500
+
 ROUTE = re.compile(r"^/v1/models/([^/:]+)(?:/versions/(\d+))?(:predict|/metadata)?$")
 
 
@@ -41,12 +56,36 @@ def log(msg: str) -> None:
     print(f"[standin] {time.strftime('%H:%M:%S')} {msg}", file=sys.stderr, flush=True)
 
 
+class Servable:
+    """One loaded version: TensorFlow's loaded object (to run signatures) and the MetaGraphDef's
+    signature_def map (what metadata describes, as the real server reads it)."""
+
+    def __init__(self, version_dir: Path, tags: tuple[str, ...]):
+        self.loaded = tf.saved_model.load(str(version_dir), tags=list(tags))
+        self.signature_defs = signature_defs(version_dir, tags)
+        _ = self.loaded.signatures["serving_default"]
+
+
+def signature_defs(version_dir: Path, tags: tuple[str, ...]) -> dict:
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    saved = saved_model_pb2.SavedModel.FromString((version_dir / "saved_model.pb").read_bytes())
+    for graph in saved.meta_graphs:
+        if set(tags) <= set(graph.meta_info_def.tags):
+            return dict(graph.signature_def)
+    raise ValueError(f"{version_dir}: no MetaGraphDef with tags {','.join(tags)}")
+
+
+def _status(version: int, state: str, code: str = "OK", message: str = "") -> dict:
+    return {"version": version, "state": state, "error_code": code, "error_message": message}
+
+
 class Model:
     """One served model: polls base_path, keeps the latest loadable integer version."""
 
-    def __init__(self, name: str, base_path: str, poll: float):
-        self.name, self.base, self.poll = name, Path(base_path), poll
-        self.loaded: dict[int, object] = {}
+    def __init__(self, name: str, base_path: str, poll: float, tags: tuple[str, ...] = ("serve",)):
+        self.name, self.base, self.poll, self.tags = name, Path(base_path), poll, tags
+        self.loaded: dict[int, Servable] = {}
         self.status: dict[int, dict] = {}
         self.lock = threading.Lock()
         self.scan()
@@ -67,24 +106,21 @@ class Model:
             return
         version = versions[-1]
         try:
-            loaded = tf.saved_model.load(str(self.base / str(version)))
-            _ = loaded.signatures["serving_default"]
-            warm = replay_warmup(loaded, self.base / str(version))
+            servable = Servable(self.base / str(version), self.tags)
+            warm = replay_warmup(servable.loaded, self.base / str(version))
             if warm:
                 log(f"Finished reading warmup data for model at {self.base / str(version)}. Number of warmup records read: {warm}.")
         except Exception as exc:  # noqa: BLE001 - reported like TF Serving: state END with an error
             log(f"ERROR loading {self.name} version {version}: {type(exc).__name__}: {str(exc)[:300]}")
             with self.lock:
-                self.status[version] = {"version": str(version), "state": "END",
-                                        "status": {"error_code": "UNKNOWN", "error_message": str(exc)[:300]}}
+                self.status[version] = _status(version, "END", "UNKNOWN", str(exc)[:300])
             return
         with self.lock:
             for old in list(self.loaded):  # version policy: latest 1
                 del self.loaded[old]
-                self.status[old] = {"version": str(old), "state": "END", "status": {"error_code": "OK", "error_message": ""}}
-            self.loaded[version] = loaded
-            self.status[version] = {"version": str(version), "state": "AVAILABLE",
-                                    "status": {"error_code": "OK", "error_message": ""}}
+                self.status[old] = _status(old, "END")
+            self.loaded[version] = servable
+            self.status[version] = _status(version, "AVAILABLE")
         log(f"Successfully loaded servable version {{name: {self.name} version: {version}}}")
 
     def get(self, version: int | None):
@@ -94,6 +130,43 @@ class Model:
                     return None, None
                 version = max(self.loaded)
             return version, self.loaded.get(version)
+
+
+class Core:
+    """What both APIs ask: a servable for (name, version) and the version states, with TF Serving's
+    errors (server_core.cc, basic_manager.cc, get_model_status_impl.cc)."""
+
+    def __init__(self, models: dict[str, Model]):
+        self.models = models
+
+    def servable(self, name: str, version: int | None):
+        """(name, version, Servable), or NOT_FOUND "Servable not found for request: Latest(m)"."""
+        if not name:
+            raise ServingError("INVALID_ARGUMENT", "ModelSpec has no name specified.")
+        model = self.models.get(name)
+        found, servable = model.get(version) if model else (None, None)
+        if servable is None:
+            asked = f"Specific({name}, {version})" if version is not None else f"Latest({name})"
+            raise ServingError("NOT_FOUND", f"Servable not found for request: {asked}")
+        return name, found, servable
+
+    def status(self, name: str, version: int | None) -> list[dict]:
+        model, states = self.models.get(name), {}
+        if model is not None:
+            with model.lock:
+                states = dict(model.status)
+        if version is not None:
+            if version not in states:
+                raise ServingError("NOT_FOUND", f"Could not find version {version} of model {name}")
+            return [states[version]]
+        if not states:
+            raise ServingError("NOT_FOUND", f"Could not find any versions of model {name}")
+        return [states[v] for v in sorted(states, reverse=True)]
+
+
+def rest_status(s: dict) -> dict:
+    return {"version": str(s["version"]), "state": s["state"],
+            "status": {"error_code": s["error_code"], "error_message": s["error_message"]}}
 
 
 def replay_warmup(loaded, version_dir: Path) -> int:
@@ -171,7 +244,20 @@ def predict(loaded, body: dict):
     return {"outputs": next(iter(out.values())) if len(out) == 1 else out}
 
 
-def make_handler(models: dict[str, Model]):
+def rest_metadata(response) -> dict:
+    """GetModelMetadataResponse as TF Serving's REST API writes it (http_rest_api_util.cc: proto field
+    names, fields without presence printed, the SignatureDefMap unpacked under metadata.signature_def)."""
+    from google.protobuf import json_format
+    from tensorflow_serving.apis import get_model_metadata_pb2
+
+    sigmap = get_model_metadata_pb2.SignatureDefMap()
+    response.metadata["signature_def"].Unpack(sigmap)
+    opts = {"preserving_proto_field_name": True, "always_print_fields_with_no_presence": True}
+    return {"model_spec": json_format.MessageToDict(response.model_spec, **opts),
+            "metadata": {"signature_def": json_format.MessageToDict(sigmap, **opts)}}
+
+
+def make_handler(core: Core):
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
         disable_nagle_algorithm = True  # headers and body go out as two writes: no delayed-ACK stalls
@@ -187,33 +273,39 @@ def make_handler(models: dict[str, Model]):
             self.end_headers()
             self.wfile.write(raw)
 
+        def _error(self, exc: ServingError) -> None:
+            self._send(HTTP_STATUS.get(exc.code, 500), {"error": exc.message})
+
         def _route(self):
             m = ROUTE.match(self.path)
-            if not m or m.group(1) not in models:
+            if not m:
                 return None, None, None
-            return models[m.group(1)], (int(m.group(2)) if m.group(2) else None), m.group(3)
+            return m.group(1), (int(m.group(2)) if m.group(2) else None), m.group(3)
 
         def do_GET(self):
-            model, version, action = self._route()
-            if model is None or action == ":predict":
-                return self._send(404, {"error": f"Servable not found for request: {self.path}"})
-            with model.lock:
-                status = [s for v, s in sorted(model.status.items(), reverse=True) if version in (None, v)]
-            if not status:
-                return self._send(404, {"error": f"Could not find any versions of model {model.name}"})
-            self._send(200, {"model_version_status": status})
+            name, version, action = self._route()
+            if name is None or action == ":predict":
+                return self._send(404, {"error": f"Malformed request: GET {self.path}"})
+            try:
+                if action == "/metadata":
+                    model, found, servable = core.servable(name, version)
+                    return self._send(200, rest_metadata(standin_grpc.metadata_response(model, found, servable)))
+                self._send(200, {"model_version_status": [rest_status(s) for s in core.status(name, version)]})
+            except ServingError as exc:
+                self._error(exc)
 
         def do_POST(self):
             length = int(self.headers.get("Content-Length", 0))
             raw = self.rfile.read(length)
-            model, version, action = self._route()
-            if model is None or action != ":predict":
-                return self._send(404, {"error": f"Servable not found for request: {self.path}"})
-            version, loaded = model.get(version)
-            if loaded is None:
-                return self._send(404, {"error": f"Servable not found for request: {model.name}"})
+            name, version, action = self._route()
+            if name is None or action != ":predict":
+                return self._send(404, {"error": f"Malformed request: POST {self.path}"})
             try:
-                self._send(200, predict(loaded, json.loads(raw)))
+                _, _, servable = core.servable(name, version)
+            except ServingError as exc:
+                return self._error(exc)
+            try:
+                self._send(200, predict(servable.loaded, json.loads(raw)))
             except Exception as exc:  # noqa: BLE001 - a bad request, as TF Serving answers it
                 self._send(400, {"error": f"{type(exc).__name__}: {str(exc)[:500]}"})
 
@@ -231,6 +323,7 @@ def main(argv: list[str]) -> None:
     p.add_argument("--model_name", default="default")
     p.add_argument("--model_base_path", default="")
     p.add_argument("--file_system_poll_wait_seconds", type=float, default=1.0)
+    p.add_argument("--saved_model_tags", default="serve")
     p.add_argument("--enable_batching", default="false")
     p.add_argument("--batching_parameters_file", default="")
     signal.signal(signal.SIGTERM, lambda *_: os._exit(0))  # PID 1 in a container: stop promptly
@@ -238,14 +331,21 @@ def main(argv: list[str]) -> None:
     flags = [a for a in argv if a.startswith("--")]
     log(f"flags: {' '.join(flags)}" + (f" (ignored by the stand-in: {' '.join(unknown)})" if unknown else ""))
     pairs = parse_config(args.model_config_file) if args.model_config_file else [(args.model_name, args.model_base_path)]
-    models = {name: Model(name, base, args.file_system_poll_wait_seconds) for name, base in pairs}
+    tags = tuple(t for t in args.saved_model_tags.split(",") if t)
+    core = Core({name: Model(name, base, args.file_system_poll_wait_seconds, tags) for name, base in pairs})
     if not args.rest_api_port:
-        raise SystemExit("standin: --rest_api_port is required (the stand-in serves REST only)")
+        raise SystemExit("standin: --rest_api_port is required (the stand-in's readiness is its REST API)")
+    # gRPC runs on its own threads; keep the server object referenced (collected, it would stop)
+    grpc_server = standin_grpc.start(core, args.rest_api_bind_address, args.port, log) if args.port else None
     ThreadingHTTPServer.request_queue_size = 128  # listen backlog: 16+ concurrent clients connect at once
-    server = ThreadingHTTPServer((args.rest_api_bind_address, args.rest_api_port), make_handler(models))
+    server = ThreadingHTTPServer((args.rest_api_bind_address, args.rest_api_port), make_handler(core))
     server.daemon_threads = True
     log(f"Exporting HTTP/REST API at:{args.rest_api_bind_address}:{args.rest_api_port} ...")
-    server.serve_forever()
+    try:
+        server.serve_forever()
+    finally:
+        if grpc_server is not None:
+            grpc_server.stop(grace=None)
 
 
 if __name__ == "__main__":

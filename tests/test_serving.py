@@ -1,7 +1,9 @@
 """The serving target end to end: model repository, image (Docker Engine API), hardened container,
-parity over REST (row and columnar), latency at 1/4/16 clients, push to a real local registry and
-pull back by digest, cleanup of every container, atomic versions under a polling server, and the
-missing-daemon error.
+parity over REST (row and columnar) and gRPC (Predict on tensors and on serialized tf.Examples),
+the served metadata against the manifest's contract (a tampered contract fails `deploykit validate`),
+latency at 1/4/16 clients, push to a real local registry and pull back by digest, cleanup of every
+container, atomic versions under a polling server, and the missing-daemon error.
+(tests/test_serving_grpc.py: the gRPC API itself, against the stand-in and the real server.)
 
 The base image is the STAND-IN (tests/serving_standin), pushed to the local registry and pinned by
 digest, because tensorflow/serving cannot be pulled here. Needs scripts/setup-docker.sh (dockerd and
@@ -86,21 +88,28 @@ def _remove_image(doc: dict) -> None:
         pass
 
 
-def test_example_passes_in_process_and_over_rest_in_both_formats(example):
+PARITY_RUNTIME = "tf-serving[in-process,rest-row,rest-columnar,grpc,grpc-example]"
+
+
+def test_example_passes_in_process_over_rest_and_over_grpc(example):
     _, doc, a = example
     assert doc["passed"] and a["passed"] and a["failures"] == []
-    assert a["parity"]["runtime"] == "tf-serving[in-process,rest-row,rest-columnar]"
+    assert a["parity"]["runtime"] == PARITY_RUNTIME
     checks = a["details"]["checks"]
-    assert set(checks) == {"in-process", "rest-row", "rest-columnar"}
+    # every backend judged: gRPC Predict on serving_default, and on tf_example (a predict-method signature)
+    assert set(checks) == {"in-process", "rest-row", "rest-columnar", "grpc", "grpc-example"}
     for name, c in checks.items():
         assert c["max_abs_rel"] <= 1e-5, name
+    assert set(a["parity"]["backends"]) == set(checks)
     assert a["parity"]["samples"] == doc["data"]["parity_rows"] > 0
+    assert a["details"]["container"]["tf_example_method"] == "tensorflow/serving/predict"
+    assert a["details"]["contract"] == doc["contract"]  # what the served metadata was checked against
 
 
 def test_latency_through_the_container_at_1_4_16_clients(example):
     _, _, a = example
     lat = a["latency"]
-    assert lat["runtime"] == a["parity"]["runtime"] == "tf-serving[in-process,rest-row,rest-columnar]"
+    assert lat["runtime"] == "tf-serving[in-process,rest-row,rest-columnar]"  # timed over REST
     assert a["details"]["container"]["network"] in ("host", "bridge")
     assert 0 < lat["p50_ms"] <= lat["p90_ms"] <= lat["p99_ms"]
     assert lat["load_ms"] > 0 and lat["first_inference_ms"] > 0 and lat["peak_rss_mb"] > 0
@@ -109,6 +118,33 @@ def test_latency_through_the_container_at_1_4_16_clients(example):
     for n, fig in levels.items():
         assert fig["clients"] == int(n) and fig["requests"] > 0 and fig["throughput_per_s"] > 0
         assert 0 < fig["p50_ms"] <= fig["p99_ms"]
+
+
+def test_validate_fails_when_the_served_metadata_differs_from_the_contract(example, tmp_path):
+    """A contract the repository does not serve (tampered here): GetModelStatus still says AVAILABLE,
+    but gRPC GetModelMetadata and REST /metadata describe other dtypes and shapes, so the serving
+    artifact fails (exit 3), naming each difference."""
+    out, doc, _ = example
+    copy = tmp_path / "out"
+    shutil.copytree(out, copy, symlinks=True)
+    manifest = json.loads((copy / "manifest.json").read_text())
+    details = manifest["artifacts"][0]["details"]
+    contract = details["contract"]
+    output, inp = contract["outputs"][0], contract["inputs"][0]
+    output["dtype"] = "int32"
+    inp["shape"][1] = 9
+    (copy / "manifest.json").write_text(json.dumps(manifest, indent=2))
+    with pytest.raises(deploykit.errors.BudgetError) as caught:
+        deploykit.validate(str(copy))
+    message = str(caught.value)
+    assert "serving/float32: the running server does not describe the manifest's contract" in message
+    for api in ("gRPC GetModelMetadata", "REST /metadata"):
+        assert (f"{api}: signature 'serving_default' output '{output['name']}' has dtype DT_FLOAT, "
+                "the contract says DT_INT32") in message
+        assert (f"{api}: signature 'serving_default' input '{inp['name']}' has shape [-1, 8, 8, 1], "
+                "the contract says [-1, 9, 8, 1]") in message
+        assert f"{api}: signature 'tf_example' output '{output['name']}' has dtype DT_FLOAT" in message
+    assert caught.value.exit_code == 3
 
 
 def test_repository_layout_config_and_warmup(example):
@@ -173,11 +209,12 @@ def test_push_stream_error_fails(docker_client, example):
         docker_client.images.remove("127.0.0.1:5999/nowhere/x:t")
 
 
-def test_multi_input_multi_output_over_rest(multi):
+def test_multi_input_multi_output_over_rest_and_grpc(multi):
     out, doc, a = multi
     assert doc["passed"] and a["passed"]
     assert set(a["parity"]["outputs"]) == {"score", "probs"}
-    assert a["parity"]["runtime"] == "tf-serving[in-process,rest-row,rest-columnar]"
+    assert a["parity"]["runtime"] == PARITY_RUNTIME
+    assert set(a["details"]["checks"]) == {"in-process", "rest-row", "rest-columnar", "grpc", "grpc-example"}
     for c in a["details"]["checks"].values():
         assert c["max_abs_rel"] <= 1e-5
 

@@ -12,7 +12,13 @@ Validation (every check is a backend of the runtime, each judged against the ref
   2. in the container (unless `--no-container`): the image built through the Docker Engine API,
      run hardened (non-root, read-only root filesystem, no capabilities, no-new-privileges),
      awaited until AVAILABLE, then REST `:predict` in the row (`rest-row`) and the columnar
-     (`rest-columnar`) format.
+     (`rest-columnar`) format, and gRPC (`grpc.py`, in a worker: the serving protos import
+     TensorFlow): `Predict` on `serving_default` (`grpc`) and, with the `tf_example` signature,
+     `Classify`/`Regress` when the signature's method is classify/regress (`grpc-classify`,
+     `grpc-regress`), else `Predict` on serialized tf.Examples (`grpc-example`). Before any of
+     it counts, gRPC `GetModelStatus` (the version AVAILABLE) and `GetModelMetadata` and REST
+     `/metadata` must describe the manifest's contract (`metadata.py`: signature names, methods,
+     input/output names, dtypes, shapes); a difference fails the artifact, naming each one.
 Latency (the latency phase, one artifact at a time): a container of its own, p50/p90/p99 over REST
 and throughput at 1, 4 and 16 clients; in process with `--no-container`. Containers are always
 stopped and removed. `--push REGISTRY/REPO:TAG` pushes the image after every check passed
@@ -44,12 +50,12 @@ from deploykit.version import __version__
 
 VERSION = 1
 EXAMPLES_SIGNATURE = "tf_example"
-CHECKS = ("in-process", "rest-row", "rest-columnar")
+CHECKS = ("in-process", "rest-row", "rest-columnar")  # REST: also what the latency phase times
 
 
 class ServingTarget(Target):
     name = "serving"
-    summary = "TF Serving model repository + Docker image, validated in process and through REST in the container"
+    summary = "TF Serving model repository + Docker image, validated in process and through REST and gRPC in the container"
     runtime = "tf-serving"
     variants = ("float32",)
     settings_class = serving_settings.ServingSettings
@@ -95,8 +101,10 @@ class ServingTarget(Target):
             "model_name": self._model_name, "model_version": VERSION, "signatures": sorted(signatures),
             "inputs": model.contract.input_names, "base_image": self._base_image,
             "container_check": bool(self.settings.container),
+            # what the running server's metadata must describe (checked over gRPC and REST)
+            "contract": model.contract.to_json(),
         }
-        return dict(self.plan)
+        return {k: v for k, v in self.plan.items() if k != "contract"}  # the manifest has it at the top
 
     def converted_in_preflight(self, variant: str) -> bool:
         return True  # the repository is the preflight's SavedModel, its warm-up records and configs
@@ -168,25 +176,69 @@ class ServingTarget(Target):
             return {"ok": False, "error": f"serving/{artifact.variant}: {type(exc).__name__}: {str(exc).splitlines()[0][:300]}"}
 
     def _parity(self, artifact: Artifact, inputs: dict, request: RunRequest) -> dict:
-        """Every check's outputs, one .npz each: in process, then REST in both formats."""
+        """Every check's outputs, one .npz each: in process, then REST in both formats, then gRPC."""
         details = artifact.details
         version_dir = Path(artifact.path) / "models" / details["model_name"] / str(details["model_version"])
         outputs = {"in-process": self._in_worker("in_process_job", version_dir, request,
                                                  check_examples=EXAMPLES_SIGNATURE in details["signatures"])}
         names = sorted(outputs["in-process"])
-        runtime = "tf-serving[in-process]"
         if details.get("image"):
             with self._container(artifact) as (running, client, load_ms):
                 outputs["rest-row"] = client.predict_all(inputs, names, "row")
                 outputs["rest-columnar"] = client.predict_all(inputs, names, "columnar")
+                problems = self._rest_metadata_problems(running, details)
+                answer = self._grpc_checks(running, request, details)
+                problems += answer["problems"]
+                if problems:
+                    raise DeployKitError("the running server does not describe the manifest's contract: "
+                                         + "; ".join(problems))
+                for backend in answer["backends"]:
+                    with np.load(answer["outputs"][backend], allow_pickle=False) as npz:
+                        outputs[backend] = {k: npz[k] for k in npz.files}
                 if isinstance(details, dict):
                     details["container"] = {"network": running.network, "ready_ms": round(load_ms, 1),
+                                            "tf_example_method": answer.get("example_method"),
                                             **_user_and_health(running)}
-            runtime = f"tf-serving[{','.join(CHECKS)}]"
         for check, out in outputs.items():
             np.savez(request.outputs_for(check), **{k: np.asarray(v, dtype=np.float32) for k, v in out.items()})
         return {"ok": True, "rows": len(next(iter(inputs.values()))), "backends": list(outputs),
-                "runtime": runtime, "runtime_version": self._runtime_version(details)}
+                "runtime": f"tf-serving[{','.join(outputs)}]", "runtime_version": self._runtime_version(details)}
+
+    def _rest_metadata_problems(self, running, details) -> list[str]:
+        """REST GET /v1/models/NAME/versions/N/metadata against the manifest's contract."""
+        import requests
+
+        from deploykit.targets.serving import metadata as md
+
+        where = "REST /metadata"
+        url = f"{running.rest_url}/v1/models/{details['model_name']}/versions/{details['model_version']}/metadata"
+        r = requests.get(url, timeout=30)
+        if r.status_code != 200:
+            return [f"{where}: GET {url}: HTTP {r.status_code}: {r.text[:300]}"]
+        try:
+            spec, served = md.from_rest(r.json())
+        except ValueError as exc:
+            return [f"{where}: {exc}"]
+        found = md.spec_problems(spec, details["model_name"], details["model_version"], where)
+        if details.get("contract"):
+            found += md.problems(served, md.expected(details["contract"], details["signatures"], EXAMPLES_SIGNATURE), where)
+        return found
+
+    def _grpc_checks(self, running, request: RunRequest, details) -> dict:
+        """The gRPC half of the container check, in a worker (grpc.container_job). Not sandboxed: it must
+        reach the container on 127.0.0.1, and it runs no model code (it only parses the server's answers)."""
+        from deploykit import worker
+
+        scratch = request.outputs.with_name(f"{request.outputs.name}.grpc").resolve()
+        job = {"function": "deploykit.targets.serving.grpc:container_job", "address": f"127.0.0.1:{running.grpc_port}",
+               "model": details["model_name"], "version": details["model_version"], "contract": details.get("contract"),
+               "signatures": list(details["signatures"]), "inputs": str(Path(request.inputs).resolve()),
+               "work": str(scratch)}
+        answer = worker.call("call", job, scratch=scratch, sandboxed=False, timeout=600,
+                             label=f"serving/{request.artifact.variant} gRPC")
+        for backend in answer.get("backends", []):
+            answer["outputs"][backend] = worker.inside(scratch, answer["outputs"][backend])
+        return answer
 
     @contextlib.contextmanager
     def _container(self, artifact: Artifact):

@@ -109,7 +109,7 @@ def test_example_passes_in_process_over_rest_and_over_grpc(example):
 def test_latency_through_the_container_at_1_4_16_clients(example):
     _, _, a = example
     lat = a["latency"]
-    assert lat["runtime"] == "tf-serving[in-process,rest-row,rest-columnar]"  # timed over REST
+    assert lat["runtime"] == a["parity"]["runtime"] == PARITY_RUNTIME  # the same runtime; timed over REST
     assert a["details"]["container"]["network"] in ("host", "bridge")
     assert 0 < lat["p50_ms"] <= lat["p90_ms"] <= lat["p99_ms"]
     assert lat["load_ms"] > 0 and lat["first_inference_ms"] > 0 and lat["peak_rss_mb"] > 0

@@ -104,15 +104,13 @@ def test_status_must_show_the_version_available():
 
 
 def test_the_tf_example_signature_is_checked_through_the_api_its_method_allows():
-    from deploykit.targets.serving.grpc import example_backend
-
     one = {"outputs": [{"name": "p", "dtype": "float32", "shape": [None, 3]}]}
     scalar = {"outputs": [{"name": "v", "dtype": "float32", "shape": [None, 1]}]}
-    assert example_backend(md.CLASSIFY_METHOD, one) == "grpc-classify"
-    assert example_backend(md.REGRESS_METHOD, scalar) == "grpc-regress"
-    assert example_backend(md.PREDICT_METHOD, one) == "grpc-example"
-    assert example_backend(md.REGRESS_METHOD, one) == "grpc-example"  # 3 values per example: not a regression
-    assert example_backend(md.CLASSIFY_METHOD, cm.CONTRACT) == "grpc-example"  # two outputs: Predict names them
+    assert md.example_backend(md.CLASSIFY_METHOD, one) == "grpc-classify"
+    assert md.example_backend(md.REGRESS_METHOD, scalar) == "grpc-regress"
+    assert md.example_backend(md.PREDICT_METHOD, one) == "grpc-example"
+    assert md.example_backend(md.REGRESS_METHOD, one) == "grpc-example"  # 3 values per example: not a regression
+    assert md.example_backend(md.CLASSIFY_METHOD, cm.CONTRACT) == "grpc-example"  # two outputs: Predict names them
 
 
 # ---- 2. conformance: the stand-in and the real server ---------------------------------------------------

@@ -193,21 +193,7 @@ def plain_signatures(sigmap) -> dict:
             for name, s in sigmap.signature_def.items()}
 
 
-# ---- the tf_example signature: which API to ask ------------------------------------------------------
-def example_backend(method: str, contract: Mapping) -> str:
-    """The backend that checks the `tf_example` signature: Classify when its method is classify and the
-    model has one (batch, classes) output (the scores), Regress when regress and one output of one
-    value per example, else Predict on serialized examples."""
-    outputs = contract["outputs"]
-    if len(outputs) == 1:
-        shape = list(outputs[0]["shape"])
-        if method == md.CLASSIFY_METHOD and len(shape) == 2:
-            return "grpc-classify"
-        if method == md.REGRESS_METHOD and (len(shape) == 1 or shape[1:] == [1]):
-            return "grpc-regress"
-    return "grpc-example"
-
-
+# ---- the tf_example signature through the API its method allows (metadata.example_backend) ------------
 def examples_outputs(client: GrpcClient, backend: str, examples: list[bytes], contract: Mapping,
                      signature: str) -> dict[str, np.ndarray]:
     """The contract's outputs for serialized examples through `backend`'s API, in chunks."""
@@ -255,7 +241,7 @@ def container_job(request: dict) -> dict:
         method = None
         if EXAMPLES_SIGNATURE in request["signatures"] and EXAMPLES_SIGNATURE in served:
             method = served[EXAMPLES_SIGNATURE]["method_name"]
-            backend = example_backend(method, contract) if contract else "grpc-example"
+            backend = md.example_backend(method, contract) if contract else "grpc-example"
             api = {"grpc-classify": "Classify", "grpc-regress": "Regress"}.get(backend, "Predict")
             results[backend] = _rpc(f"{api} ({EXAMPLES_SIGNATURE})", examples_outputs, client, backend,
                                     serialize_examples(inputs), contract, EXAMPLES_SIGNATURE)

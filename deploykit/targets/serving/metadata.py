@@ -13,7 +13,8 @@ in the build process):
 (`shape` None: unknown rank; -1 for an open dimension). `expected()` builds the same form from the
 manifest's contract: `serving_default` takes the contract's inputs and returns its outputs;
 `tf_example` takes one DT_STRING vector `examples` and returns the contract's outputs.
-`problems()` lists every difference, each naming the answer, the signature and the tensor.
+`problems()` lists every difference, each naming the answer, the signature and the tensor;
+`example_backend()` picks the API that checks `tf_example` (Classify, Regress or Predict).
 """
 from __future__ import annotations
 
@@ -127,6 +128,20 @@ def status_problems(statuses: list[dict], version: int, where: str) -> list[str]
     if s["state"] != "AVAILABLE" or s["error_code"] != "OK":
         return [f"{where}: version {version} is {s['state']} ({s['error_code']}: {s.get('error_message') or 'no message'})"]
     return []
+
+
+def example_backend(method: str, contract: Mapping) -> str:
+    """The backend that checks the `tf_example` signature: Classify when its method is classify and the
+    model has one (batch, classes) output (the scores), Regress when regress and one output of one
+    value per example, else Predict on serialized examples."""
+    outputs = contract["outputs"]
+    if len(outputs) == 1:
+        shape = list(outputs[0]["shape"])
+        if method == CLASSIFY_METHOD and len(shape) == 2:
+            return "grpc-classify"
+        if method == REGRESS_METHOD and (len(shape) == 1 or shape[1:] == [1]):
+            return "grpc-regress"
+    return "grpc-example"
 
 
 def _shape(shape) -> str:

@@ -50,7 +50,7 @@ from deploykit.version import __version__
 
 VERSION = 1
 EXAMPLES_SIGNATURE = "tf_example"
-CHECKS = ("in-process", "rest-row", "rest-columnar")  # REST: also what the latency phase times
+CHECKS = ("in-process", "rest-row", "rest-columnar")  # then the gRPC backends (grpc.py); latency times REST
 
 
 class ServingTarget(Target):
@@ -290,7 +290,7 @@ class ServingTarget(Target):
             details["concurrency"] = figures
         return {"ok": True, "timings_ms": timings, "warmup": lat.warmup, "load_ms": load_ms,
                 "first_inference_ms": first_ms, "peak_rss_mb": memory, "threads": None,
-                "runtime": f"tf-serving[{','.join(CHECKS)}]",  # timed over REST (details.concurrency too)
+                "runtime": _container_runtime(details),  # parity's name; timed over REST (details.concurrency too)
                 "runtime_version": self._runtime_version(details), "concurrency": figures}
 
     # ---- hooks after validation ------------------------------------------------------------------
@@ -358,6 +358,18 @@ class ServingTarget(Target):
         if client.images.get(by_digest).id != local.id:
             raise MissingRuntimeError(f"{by_digest}: pulled image differs from the built one ({local.id})")
         return {"artifact": key, "reference": by_digest, "image_id": local.id}
+
+
+def _container_runtime(details) -> str:
+    """The runtime name of a container-checked artifact: every backend its parity check runs, as
+    `_parity` names them (the latency record carries the same name)."""
+    from deploykit.targets.serving.metadata import example_backend
+
+    backends = [*CHECKS, "grpc"]
+    if EXAMPLES_SIGNATURE in details["signatures"]:
+        method = (details.get("container") or {}).get("tf_example_method")
+        backends.append(example_backend(method, details["contract"]) if method and details.get("contract") else "grpc-example")
+    return f"tf-serving[{','.join(backends)}]"
 
 
 def _image_id(entry) -> str | None:

@@ -11,7 +11,8 @@ artifact: verdict (PASS, FAIL, REJECTED, REFUSED), bytes, p50 ms, and the worst 
 the metric closest to its budget, as value / budget (below 1 passes for an upper bound, the
 reverse for a lower bound). Writes benchmarks/results/families.json.
 
-`light` (default) is the set CI builds; `all` adds EfficientNetB0, ResNet50, DenseNet121 and the
+Serving builds FROM $DEPLOYKIT_SERVING_BASE_IMAGE, else the stand-in server (tests/serving_standin,
+as the tests do: tensorflow/serving cannot be pulled here). `light` (default) is the set CI builds; `all` adds EfficientNetB0, ResNet50, DenseNet121 and the
 other Keras flavour of each family.
 """
 from __future__ import annotations
@@ -121,6 +122,12 @@ def main() -> None:
         names = args.families.split(",")
         chosen = [f for f in FAMILIES if f.name in names]
     os.environ.setdefault("CUDA_VISIBLE_DEVICES", "-1")
+    if not os.environ.get("DEPLOYKIT_SERVING_BASE_IMAGE"):  # tensorflow/serving cannot be pulled here
+        from tests.serving_standin import ensure_image
+
+        os.environ["DEPLOYKIT_SERVING_BASE_IMAGE"] = ensure_image()
+        print("[families] serving: FROM the STAND-IN server (tests/serving_standin), not TF Serving; set "
+              "DEPLOYKIT_SERVING_BASE_IMAGE to use another image", file=sys.stderr, flush=True)
     rows = []
     with tempfile.TemporaryDirectory(prefix="dk-families-") as tmp:
         work = Path(tmp)

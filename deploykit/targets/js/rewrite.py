@@ -118,8 +118,8 @@ NOOP_CONTROLS = "control inputs from NoOps removed (a NoOp computes nothing; TF.
 
 
 def formula(op: str) -> str:
-    """What a rewrite of `op` (a rule, a bias add kept unfused, NoOp edges) computes instead."""
-    return {"AddV2": KEPT_ADD, "NoOp": NOOP_CONTROLS}.get(op) or RULES[op].formula
+    """What a rewrite of `op` (a rule, or NoOp control inputs removed) computes instead."""
+    return NOOP_CONTROLS if op == "NoOp" else RULES[op].formula
 
 
 def drop_noop_controls(graph_def) -> int:
@@ -156,10 +156,9 @@ def rewrite(graph_def) -> dict[str, int]:
 
 
 FUSABLE = ("Conv2D", "DepthwiseConv2dNative", "MatMul")
-KEPT_ADD = "AddV2 kept unfused: its operand is not a constant vector (TF.js fused kernels take rank-1 biases only)"
 
 
-def vector_bias_adds(graph_def, kept: dict[str, int]):
+def vector_bias_adds(graph_def):
     """The converter's `normalize_bias_add_op`, for constant vectors only.
 
     Upstream turns every Add/AddV2 after a Conv2D, DepthwiseConv2dNative or MatMul into a BiasAdd
@@ -167,7 +166,8 @@ def vector_bias_adds(graph_def, kept: dict[str, int]):
     MobileNetV3) or a matrix (an LSTM step's `x @ W + h @ U`). The fused kernels of TF.js's wasm
     backend then refuse the model ("FusedConv2D only supports rank-1 bias but got rank 0").
     BiasAdd adds a vector along the last axis, which is what Add does with a constant vector:
-    those are converted as upstream does, the others stay additions (`kept` counts them).
+    those are converted as upstream does, the others stay additions (a fusion not made, so not a
+    rewrite: `targets.js.rewrites` does not list it).
     """
     from tensorflowjs.converters import graph_rewrite_util as util
 
@@ -181,8 +181,6 @@ def vector_bias_adds(graph_def, kept: dict[str, int]):
         if _constant_rank(nodes.get(node.input[1].split(":")[0].lstrip("^"))) == 1:
             node.op = "BiasAdd"
             node.attr["data_format"].s = b"NHWC"
-        else:
-            kept["AddV2"] = kept.get("AddV2", 0) + 1
     return graph_def
 
 
@@ -213,7 +211,8 @@ def applied_to_frozen_graph(applied: dict[str, int]):
         graph = freeze(concrete_func, control_flow_v2)
         graph_def = graph.as_graph_def()
         counts = rewrite(graph_def)
-        if dropped := drop_noop_controls(graph_def):
+        loops = any(n.op == "Enter" for n in graph_def.node)  # only executeAsync (loops) is stuck on them
+        if loops and (dropped := drop_noop_controls(graph_def)):
             counts["NoOp"] = dropped
         if not counts:
             return graph
@@ -224,13 +223,10 @@ def applied_to_frozen_graph(applied: dict[str, int]):
         return rewritten
 
     normalize = conversion.normalize_bias_add.normalize_bias_add_op
-    kept: dict[str, int] = {}
     conversion._freeze_saved_model_v2 = freeze_and_rewrite
-    conversion.normalize_bias_add.normalize_bias_add_op = lambda graph_def: vector_bias_adds(graph_def, kept)
+    conversion.normalize_bias_add.normalize_bias_add_op = vector_bias_adds
     try:
         yield applied
     finally:
         conversion._freeze_saved_model_v2 = freeze
         conversion.normalize_bias_add.normalize_bias_add_op = normalize
-    if kept:
-        applied.update(kept)

@@ -22,7 +22,8 @@ from .conftest import ROOT
 
 README = (ROOT / "README.md").read_text()
 # other programs' flags the README mentions (not deploykit's)
-FOREIGN_FLAGS = {"--network": "docker run --network host, in the serving section"}
+FOREIGN_FLAGS = {"--network": "docker run --network host, in the serving section",
+                 "--port": "tensorflow_model_server's gRPC port flag, in the serving section's stand-in paragraph"}
 # commands cheap enough to run for real (no model, no TensorFlow)
 CHEAP = (["targets"], ["targets", "--json"], ["--version"], ["--help"])
 

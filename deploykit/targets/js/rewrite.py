@@ -8,7 +8,8 @@ Ops without a rule (e.g. Lgamma) are still refused by the preflight, named.
 
 Each op below is one TF.js 4.22 lacks (not in tensorflowjs/op_list/*.json) and one a Keras or TF
 model produces: Softsign (`activation="softsign"`), Erfc (`tf.math.erfc`), Xlogy/Xlog1py/Xdivy
-(entropy-style terms, `tf.math.xlogy`), MulNoNan (`tf.math.multiply_no_nan`).
+(entropy-style terms, `tf.math.xlogy`), MulNoNan (`tf.math.multiply_no_nan`). One rule is for an op
+TF.js has but computes wrongly for some nodes (`lacking=False`): FusedBatchNormV3 with is_training.
 
 The hook (`applied_to_frozen_graph`) wraps the converter's private `_freeze_saved_model_v2` while
 one conversion runs (under the js target's converter lock); tensorflowjs is pinned at 4.22.0. It
@@ -75,6 +76,7 @@ class Rule:
     formula: str
     apply: Callable[[_Builder, list[str]], None]
     applies: Callable[[object], bool] = lambda node: True  # which nodes of the op the rule is for
+    lacking: bool = True  # TF.js has no kernel for the op (False: it has one that is wrong for these nodes)
 
 
 def _select_zero_where(b: _Builder, test: str, value: str) -> None:
@@ -103,7 +105,7 @@ def _batch_norm_moments(b: _Builder, i: list[str]) -> None:
 RULES: dict[str, Rule] = {
     "FusedBatchNormV3": Rule("(x - mean(x)) / sqrt(var(x) + epsilon) * scale + offset, moments of the batch "
                              "(is_training=True only)", _batch_norm_moments,
-                             applies=lambda node: node.attr["is_training"].b),
+                             applies=lambda node: node.attr["is_training"].b, lacking=False),
     "Softsign": Rule("x / (1 + |x|)", lambda b, i: b.become("RealDiv", i[0], b.op("AddV2", b.op("Abs", i[0]), b.const(1.0)))),
     "Erfc": Rule("1 - erf(x)", lambda b, i: b.become("Sub", b.const(1.0), b.op("Erf", i[0]))),
     "Xlogy": Rule("0 if x == 0 else x * log(y)", lambda b, i: _select_zero_where(b, i[0], b.op("Mul", i[0], b.op("Log", i[1])))),

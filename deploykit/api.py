@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Protocol, Sequence
 
 from deploykit.errors import BadInputError, DeployKitError
+from deploykit.tfenv import keras_library
 
 if TYPE_CHECKING:
     import numpy as np
@@ -300,20 +301,6 @@ class _Objects:
         save_npz(path, arrays)
         label = "in-memory array" if isinstance(data, np.ndarray) else f"in-memory arrays ({', '.join(arrays)})"
         return self._keep("data", path, label)
-
-
-def keras_library(obj: Any) -> str | None:
-    """"tf_keras" or "keras3" for a Keras model object, from its classes' modules (so nothing is
-    imported here); None for anything else."""
-    for cls in type(obj).__mro__:
-        if cls.__name__ != "Model":
-            continue
-        root = cls.__module__.split(".")[0]
-        if root == "tf_keras":
-            return "tf_keras"
-        if root == "keras":
-            return "keras3"
-    return None
 
 
 def _array(value: Any, where: str) -> np.ndarray:

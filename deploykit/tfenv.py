@@ -44,3 +44,17 @@ def keras3():
     import keras
 
     return keras
+
+
+def keras_library(obj) -> str | None:
+    """"tf_keras" or "keras3" for a Keras model object, from its classes' modules (so nothing is
+    imported here); None for anything else."""
+    for cls in type(obj).__mro__:
+        if cls.__name__ != "Model":
+            continue
+        root = cls.__module__.split(".")[0]
+        if root == "tf_keras":
+            return "tf_keras"
+        if root == "keras":
+            return "keras3"
+    return None

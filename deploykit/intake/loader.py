@@ -17,7 +17,7 @@ from deploykit.contract import IOContract, TensorInfo
 from deploykit.errors import BadInputError, DeployKitError
 from deploykit.intake import builder, export, policy
 from deploykit.intake.sniff import ModelSource
-from deploykit.tfenv import keras3, tensorflow, tf_keras
+from deploykit.tfenv import keras3, keras_library, tensorflow, tf_keras
 
 OPTIMIZE_NOTE = "the optimize stage (pruning, QAT, clustering) needs a tf_keras model: pass a tf_keras .keras/.h5 file or module:function"
 
@@ -126,7 +126,7 @@ def _from_keras(source: ModelSource, model, *, tf_keras_model: bool, findings: l
 
 def from_keras_object(source: ModelSource, model) -> LoadedModel:
     """A LoadedModel for a Keras model object made in this process (tf_keras or Keras 3)."""
-    return _from_keras(source, model, tf_keras_model=type(model).__module__.startswith("tf_keras"), findings=[])
+    return _from_keras(source, model, tf_keras_model=keras_library(model) == "tf_keras", findings=[])
 
 
 def keras_interface(model) -> tuple[IOContract, Callable[[dict], dict]]:

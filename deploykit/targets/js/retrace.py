@@ -74,7 +74,7 @@ def einsum_as_matmuls():
 
 
 def _library(model):
-    """The Keras that built `model` (tf_keras or Keras 3), from the class's module."""
-    from deploykit.tfenv import keras3, tf_keras
+    """The Keras that built `model` (tf_keras or Keras 3)."""
+    from deploykit.tfenv import keras3, keras_library, tf_keras
 
-    return tf_keras() if type(model).__module__.startswith("tf_keras") else keras3()
+    return tf_keras() if keras_library(model) == "tf_keras" else keras3()

@@ -24,9 +24,19 @@ DEFAULT_OUT = "deploykit-out"
 class LatencySettings:
     enabled: bool = True
     warmup: int = 20  # untimed invocations before measuring
-    iterations: int = 1000  # timed single-sample invocations ...
-    max_seconds: float = 10.0  # ... stopping early once this much time has been spent
+    # timed single-sample invocations until p50's and p99's 95% intervals are within the tolerances
+    # (validation/latency.py: Sampling), at least min_iterations, at most iterations or max_seconds
+    iterations: int = 20000
+    max_seconds: float = 5.0
+    min_iterations: int = 100
+    p50_tolerance: float = 0.02
+    p99_tolerance: float = 0.10
     threads: int = 1  # runtime threads (1 gives the steadiest per-core figure)
+
+    def sampling(self) -> dict:
+        """The stopping rule's settings, as harness requests carry them."""
+        return {k: getattr(self, k) for k in ("iterations", "max_seconds", "min_iterations", "p50_tolerance",
+                                              "p99_tolerance")}
 
 
 @dataclass(frozen=True)
@@ -150,8 +160,10 @@ def _check(cfg: BuildConfig) -> None:
     if cfg.jobs < 1:
         raise BadInputError("jobs: must be at least 1")
     lat = cfg.latency
-    if lat.iterations < 1 or lat.warmup < 0 or lat.max_seconds <= 0 or lat.threads < 1:
-        raise BadInputError("latency: iterations and threads must be >= 1, warmup >= 0, max_seconds > 0")
+    if lat.iterations < 1 or lat.warmup < 0 or lat.max_seconds <= 0 or lat.threads < 1 or lat.min_iterations < 1:
+        raise BadInputError("latency: iterations, min_iterations and threads must be >= 1, warmup >= 0, max_seconds > 0")
+    if not (0 < lat.p50_tolerance < 1 and 0 < lat.p99_tolerance < 1):
+        raise BadInputError("latency: p50_tolerance and p99_tolerance are fractions between 0 and 1 (e.g. 0.02 = +-2%)")
 
 
 def budget_flags(specs: tuple[str, ...] | list[str], base: Mapping | None = None) -> dict:

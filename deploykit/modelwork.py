@@ -175,6 +175,12 @@ def _prepare_all(model, calibration, cfg, work: Path, names: list[str], variants
                 artifact = target.convert(variant, work / "converted" / f"{name}-{variant}", calibration, cfg)
                 converted[variant] = {"path": str(artifact.path), "details": dict(artifact.details)}
                 clock.lap(f"write_{name}_{variant}")
+                checked = target.check_in_preflight(artifact, work / "inputs.npz",
+                                                    cfg.latency if cfg.latency.enabled else None,
+                                                    work / "checked" / f"{name}-{variant}")
+                if checked:
+                    converted[variant]["checked"] = checked
+                    clock.lap(f"check_{name}_{variant}")
         out["targets"][name] = {"facts": target_facts, "plan": target.plan_state(), "prepared": str(folder),
                                 "converted": converted}
     return out

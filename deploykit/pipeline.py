@@ -99,7 +99,10 @@ class Converter:
         done = target.get("converted", {}).get(variant)
         if done is not None and self.intake_dir is not None:
             out = (self.intake_dir / "converted" / f"{name}-{variant}").resolve()
-            return self._move(name, variant, out, done, dest_root, "intake")
+            artifact = self._move(name, variant, out, done, dest_root, "intake")
+            checked = done.get("checked") or {}  # what it already ran (its files stay in its folder until the end)
+            outputs = {b: worker.inside(self.intake_dir, p) for b, p in (checked.get("outputs") or {}).items()}
+            return replace(artifact, checked={"outputs": outputs, "latency": checked.get("latency")}) if checked else artifact
         scratch = work / f"convert-{name}-{variant}"
         request = {"work": str(scratch), "target": name, "variant": variant, "plan": target["plan"],
                    "prepared": target["prepared"], "saved_model": self.prepared["saved_model"],
@@ -226,24 +229,30 @@ def run(cfg: BuildConfig, rep: Reporter, *, named: Mapping[str, str] | None = No
             for note in target_facts[n].get("notes", []):
                 rep.info(f"note: {n}: {note}")
 
-        # 2. conversion: one worker per artifact, side by side --------------------------------------
+        # 2. conversion: one worker per artifact, side by side, each followed by its target's host-side
+        #    step (the serving image build) in the same slot --------------------------------------
         converter = Converter(cfg, facts["preflight"], facts.get("model_file"), intake_dir / "calibration.npz",
                               sandboxed, [*reads, intake_dir], intake_dir)
         jobs = [(name, v) for name in names for v in variants[name]]
+
+        def convert(job):
+            artifact = converter.convert(job[0], job[1], staging, work)
+            return targets[job[0]].after_convert(artifact) if isinstance(artifact, Artifact) else artifact
+
         t0 = time.perf_counter()
         with rep.step(f"convert {len(jobs)} artifact(s)"):
-            converted = map_jobs(lambda j: converter.convert(j[0], j[1], staging, work), jobs, cfg.jobs)
-        artifacts = [targets[a.target].after_convert(a) for a in converted if isinstance(a, Artifact)]
+            converted = map_jobs(convert, jobs, cfg.jobs)
+        artifacts = [a for a in converted if isinstance(a, Artifact)]
         timings["convert_seconds"] = time.perf_counter() - t0
 
         # 3. validation in each runtime ---------------------------------------------------------
         records = [ArtifactRecord(a, inputs_npz, _budget(cfg, targets[a.target], a.variant, facts["data"]),
                                   manifest_mod.artifact_digest(a.path)[1]) for a in artifacts]
-        t0 = time.perf_counter()
+        t0, validation_timings = time.perf_counter(), {}
         label = "parity" + (" and latency" if cfg.latency.enabled else "")
         with rep.step(f"validate {len(records)} artifact(s): {label}"):
             judge.judge(records, targets, contract, reference, measure=cfg.latency.enabled,
-                        settings=cfg.latency, work=work, jobs=cfg.jobs, rep=rep)
+                        settings=cfg.latency, work=work, jobs=cfg.jobs, rep=rep, timings=validation_timings)
         timings["validate_seconds"] = time.perf_counter() - t0
         for (name, variant), a in zip(jobs, converted):  # failed conversions: records without an artifact
             if not isinstance(a, Artifact):
@@ -275,6 +284,7 @@ def run(cfg: BuildConfig, rep: Reporter, *, named: Mapping[str, str] | None = No
         timings["total_seconds"] = time.perf_counter() - started
         for step, seconds in facts.get("timings", {}).items():  # each step of the intake worker, in order
             timings[f"intake.{step}"] = seconds
+        timings.update(validation_timings)  # each artifact's parity and latency run (and per backend)
         doc = _manifest(cfg, facts, findings, target_facts, records, staging, timings, sandboxed, named or {},
                         run_folder)
         if opt_section:

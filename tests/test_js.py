@@ -426,7 +426,7 @@ def test_wheel_ships_the_harness_and_installs_npm_dependencies_on_first_use(tmp_
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(dist), str(ROOT)], check=True)
     wheel = next(dist.glob("deploykit-*.whl"))
     names = zipfile.ZipFile(wheel).namelist()
-    for f in ("harness.mjs", "browser.mjs", "package.json", "package-lock.json"):
+    for f in ("harness.mjs", "browser.mjs", "sampling.mjs", "package.json", "package-lock.json"):
         assert f"deploykit/_targets/js/{f}" in names
     assert not [n for n in names if "node_modules" in n]
     venv = tmp_path / "venv"

@@ -28,6 +28,8 @@ class Artifact:
     variant: str
     path: Path  # absolute while building; recorded relative to the output folder
     details: Mapping = field(default_factory=dict)  # conversion facts recorded in the manifest
+    # runtime checks the intake worker already ran on it (`Target.check_in_preflight`): not recorded
+    checked: Mapping = field(default_factory=dict, compare=False)
 
 
 @dataclass(frozen=True)
@@ -158,6 +160,15 @@ class Target(ABC):
         """After `prepare`: whether converting `variant` only writes out what the preflight already
         converted (so a crash there would have happened in the preflight). Default: no."""
         return False
+
+    def check_in_preflight(self, artifact: Artifact, inputs: Path, latency: "LatencySettings | None",
+                           work: Path) -> dict:
+        """In the intake worker, right after it wrote `artifact` (a variant `converted_in_preflight`):
+        the checks whose runtime is TensorFlow itself, run here so that no worker imports TensorFlow
+        again for them. Returns {"outputs": {backend: .npz path}, "latency": raw latency result}
+        (either may be missing; paths inside `work`), which `run` then uses for those backends
+        (`RunRequest.artifact.checked`); `latency` is None when the build measures none. Default: {}."""
+        return {}
 
     def plan_state(self) -> dict:
         """After `prepare`: what a convert worker needs (JSON). Default: `self.plan`."""

@@ -47,8 +47,11 @@ def run_outputs(target: Target, artifact, inputs: Path, work: Path, tag: str = "
 
 
 def check_parity(target: Target, record: ArtifactRecord, contract: IOContract, reference: Mapping[str, np.ndarray],
-                 work: Path) -> tuple[Parity, list[dict]]:
+                 work: Path, timings: dict | None = None) -> tuple[Parity, list[dict]]:
     result, outputs = run_outputs(target, record.artifact, record.inputs, work)
+    for backend, seconds in (result.get("seconds") or {}).items():  # a runtime that ran several backends
+        if timings is not None and len(result["seconds"]) > 1:
+            timings[f"validate.parity.{record.key}[{backend}]"] = seconds
     samples = len(next(iter(reference.values())))
     judged = Parity(samples, result.get("runtime"), result.get("runtime_version"))
     if not result.get("ok") or not outputs:
@@ -69,35 +72,53 @@ def check_parity(target: Target, record: ArtifactRecord, contract: IOContract, r
     return judged, failures
 
 
-def measure_latency(target: Target, artifact, inputs: Path, settings: LatencySettings, work: Path) -> dict:
-    """Returns {"latency": summary} or {"error": message}."""
+def measure_latency(target: Target, artifact, inputs: Path, settings: LatencySettings, work: Path,
+                    timings: dict | None = None) -> dict:
+    """Returns {"latency": summary} or {"error": message}. A runtime that timed several backends
+    (js: wasm and the browser) reports the slowest; each one's figures go under `backends`."""
     request = RunRequest(artifact, inputs, work / f"{artifact.target}-{artifact.variant}-latency", "latency", settings)
     result = target.run(request, work)
     if not result.get("ok"):
         return {"error": result.get("error", "runtime failed")}
-    return {"latency": latency_stats.summarize(result["timings_ms"], result)}
+    summary = latency_stats.summarize(result["timings_ms"], result)
+    per_backend = result.get("backends") if isinstance(result.get("backends"), dict) else {}
+    if len(per_backend) > 1 or (per_backend and result.get("backend")):
+        summary["backends"] = {}
+        for name, facts in per_backend.items():
+            figures = latency_stats.summarize(facts["timings_ms"], facts)
+            summary["backends"][name] = {k: figures[k] for k in BACKEND_FIGURES}
+            if timings is not None and facts.get("seconds") is not None:
+                timings[f"validate.latency.{artifact.target}/{artifact.variant}[{name}]"] = facts["seconds"]
+    return {"latency": summary}
+
+
+BACKEND_FIGURES = ("iterations", "p50_ms", "p99_ms", "p50_ci_ms", "p99_ci_ms", "stopped", "load_ms")
 
 
 def judge(records: list[ArtifactRecord], targets: Mapping[str, Target], contract: IOContract,
           reference: Mapping[str, np.ndarray], *, measure: bool, settings: LatencySettings, work: Path,
-          jobs: int = 2, rep: Reporter | None = None) -> None:
+          jobs: int = 2, rep: Reporter | None = None, timings: dict | None = None) -> None:
     """Fill `parity`, `latency`, `failures` and `passed` into each record, in place.
 
     Parity runs side by side; latency runs one artifact at a time so measurements do not compete
     for cores. Latency is measured for every artifact the runtime could run, passed or not.
     `rep` hears of each artifact as it starts and finishes, per phase (parity, latency), with
     its time and verdict, and of each backend's verdict when the runtime ran several.
+    `timings` (the manifest's) gets `validate.parity.KEY` and `validate.latency.KEY` in seconds, and
+    `...KEY[backend]` where a runtime ran several backends.
     """
     rep = rep or silent()
+    timings = {} if timings is None else timings
 
     def one(record: ArtifactRecord, log: Tasks):
         log.started(record.key)
         t0 = time.perf_counter()
         try:
-            judged, failures = check_parity(targets[record.target], record, contract, reference, work)
+            judged, failures = check_parity(targets[record.target], record, contract, reference, work, timings)
         except BaseException as exc:
             log.finished(record.key, False, f"error: {type(exc).__name__}", time.perf_counter() - t0)
             raise
+        timings[f"validate.parity.{record.key}"] = time.perf_counter() - t0
         ok, verdict = _parity_verdict(judged, failures)
         backends = {name: _parity_verdict(b, b.failures, f"[{name}] ") for name, b in judged.backends.items()}
         log.finished(record.key, ok, verdict, time.perf_counter() - t0, backends)
@@ -115,7 +136,8 @@ def judge(records: list[ArtifactRecord], targets: Mapping[str, Target], contract
         for record in timed:
             log.started(record.key)
             t0 = time.perf_counter()
-            measured = measure_latency(targets[record.target], record.artifact, record.inputs, settings, work)
+            measured = measure_latency(targets[record.target], record.artifact, record.inputs, settings, work, timings)
+            timings[f"validate.latency.{record.key}"] = time.perf_counter() - t0
             if "error" in measured:
                 record.failures.append(parity.Failure("runtime", measured["error"]).to_json())
                 log.finished(record.key, False, f"fail: {_clip(measured['error'])}", time.perf_counter() - t0)

@@ -6,6 +6,9 @@
 import fs from 'node:fs';
 import http from 'node:http';
 import path from 'node:path';
+import { performance } from 'node:perf_hooks';
+
+import { sample, sampling } from './sampling.mjs';
 
 export const CHROMIUM_FLAGS = ['--headless', '--no-sandbox', '--disable-gpu', '--no-first-run',
   '--disable-background-networking', '--disable-component-update', '--disable-sync'];
@@ -76,18 +79,23 @@ window.dk = {
     }
     return result;
   },
-  async latency(warmup, iterations, maxSeconds) {
+  // first call and warm-up; then timed calls in batches (timeCalls) until Node's sampling.mjs says stop
+  async warm(warmup, maxSeconds) {
     const feed = feedRow(0);
-    const once = async () => { const out = await call(feed); out.forEach((y) => y.dataSync()); tf.dispose(out); };
-    let t = performance.now(); await once(); const first = performance.now() - t;
+    this.once = async () => { const out = await call(feed); out.forEach((y) => y.dataSync()); tf.dispose(out); };
+    const t = performance.now(); await this.once(); const first = performance.now() - t;
     const warmDeadline = performance.now() + maxSeconds * 1000;
-    for (let i = 0; i < warmup; i++) { await once(); if (performance.now() > warmDeadline) break; }
-    const timings = []; const deadline = performance.now() + maxSeconds * 1000;
-    for (let i = 0; i < iterations; i++) {
-      t = performance.now(); await once(); const end = performance.now(); timings.push(end - t);
+    for (let i = 0; i < warmup; i++) { await this.once(); if (performance.now() > warmDeadline) break; }
+    return first;
+  },
+  // up to k timed calls, stopping after the first that ends more than s seconds from now
+  async timeCalls(k, s) {
+    const batch = []; const deadline = performance.now() + s * 1000;
+    for (let i = 0; i < k; i++) {
+      const t = performance.now(); await this.once(); const end = performance.now(); batch.push(end - t);
       if (end > deadline) break;
     }
-    return {first, timings};
+    return batch;
   },
 };
 </script></body></html>`;
@@ -160,10 +168,13 @@ export async function runInBrowser(request, requireFrom, backend, { weightPaths,
       writeTensors(prefix, arrays);
       return { rows, outputs: prefix + '.json', load_ms: loadMs, browser: browser.version(), cross_origin_isolated: info.isolated };
     }
-    const { first, timings } = await page.evaluate(([w, i, s]) => window.dk.latency(w, i, s),
-      [Number(request.warmup), Number(request.iterations), Number(request.max_seconds)]);
+    const rule = sampling(request);
+    const first = await page.evaluate(([w, s]) => window.dk.warm(w, s), [Number(request.warmup), rule.maxSeconds]);
+    // the deadline is Node's clock: each batch gets the seconds left until it
+    const { timings, stopped } = await sample(rule, (k, deadline) => page.evaluate(([n, s]) => window.dk.timeCalls(n, s),
+      [k, Math.max(0, (deadline - performance.now()) / 1000)]), () => performance.now());
     if (errors.length) throw new Error(errors[0]);
-    return { timings_ms: timings, warmup: Number(request.warmup), load_ms: loadMs, first_inference_ms: first,
+    return { timings_ms: timings, stopped, warmup: Number(request.warmup), load_ms: loadMs, first_inference_ms: first,
       peak_rss_mb: rendererPeakRssMb(process.pid), threads: 1, browser: browser.version(),
       cross_origin_isolated: info.isolated };
   } finally {

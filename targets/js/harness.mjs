@@ -7,17 +7,19 @@
 //
 // Request: {bundle: ".../model.json", inputs: ".../inputs.json" (+ .bin), outputs: prefix,
 //           mode: "parity" | "latency", backends: ["cpu", "wasm", "chromium-wasm"], threads, warmup, iterations,
-//           max_seconds, modules, response}
+//           max_seconds, min_iterations, p50_tolerance, p99_tolerance (sampling.mjs), modules, response}
 // Tensors travel as raw little-endian data: a JSON index {name: {dtype, shape, offset, length}}
 // and one .bin file (the Python side converts from and to .npz).
 //
 // Modes, per backend:
 //   parity   every row, one sample at a time; outputs written to `${outputs}.${backend}.json/.bin`
-//   latency  load time, first-inference time, warm-up, then timed single-sample calls
+//   latency  load time, first-inference time, warm-up, then timed single-sample calls until sampling.mjs says stop
 import fs from 'node:fs';
 import path from 'node:path';
 import { createRequire } from 'node:module';
 import { performance } from 'node:perf_hooks';
+
+import { sample as timeUntilStopped, sampling } from './sampling.mjs';
 
 const DTYPES = { float32: Float32Array, int32: Int32Array, uint8: Uint8Array, bool: Uint8Array };
 
@@ -208,23 +210,26 @@ async function latency(tf, request, tensors) {
   let t = performance.now();
   await once();
   const firstMs = performance.now() - t;
-  const warmDeadline = performance.now() + Number(request.max_seconds) * 1000;
+  const rule = sampling(request);
+  const warmDeadline = performance.now() + rule.maxSeconds * 1000;
   for (let i = 0; i < Number(request.warmup); i++) { // bounded by max_seconds too, for slow models
     await once();
     if (performance.now() > warmDeadline) break;
   }
-  const timings = [];
-  const deadline = performance.now() + Number(request.max_seconds) * 1000;
-  for (let i = 0; i < Number(request.iterations); i++) {
-    t = performance.now();
-    await once();
-    const end = performance.now();
-    timings.push(end - t);
-    if (end > deadline) break;
-  }
+  const { timings, stopped } = await timeUntilStopped(rule, async (k, deadline) => {
+    const batch = [];
+    for (let i = 0; i < k; i++) {
+      t = performance.now();
+      await once();
+      const end = performance.now();
+      batch.push(end - t);
+      if (end > deadline) break;
+    }
+    return batch;
+  }, () => performance.now());
   const peak = peakRssMb();
   return {
-    timings_ms: timings, warmup: Number(request.warmup), load_ms: loadMs, first_inference_ms: firstMs,
+    timings_ms: timings, stopped, warmup: Number(request.warmup), load_ms: loadMs, first_inference_ms: firstMs,
     peak_rss_mb: peak, model_rss_mb: peak - rssBefore, threads: Number(request.threads || 1),
   };
 }
@@ -239,14 +244,16 @@ async function main(requestPath) {
     const tensors = readTensors(request.inputs);
     const backends = {};
     for (const name of request.backends) {
+      const t0 = performance.now();
       if (name.startsWith('chromium-')) { // the same bundle in headless Chromium
         const { runInBrowser } = await import('./browser.mjs');
         backends[name] = await runInBrowser(request, requireFrom, name.slice('chromium-'.length), { weightPaths, writeTensors });
-        continue;
+      } else {
+        await useBackend(tf, requireFrom, name, Number(request.threads || 1));
+        const run = request.mode === 'parity' ? parity : latency;
+        backends[name] = await run(tf, request, tensors);
       }
-      await useBackend(tf, requireFrom, name, Number(request.threads || 1));
-      const run = request.mode === 'parity' ? parity : latency;
-      backends[name] = await run(tf, request, tensors);
+      backends[name].seconds = (performance.now() - t0) / 1000; // the manifest's timings, per backend
     }
     result = { ok: true, backends, runtime: 'tfjs', runtime_version: tf.version.tfjs, node_version: process.version };
   } catch (err) {

@@ -60,12 +60,12 @@ def _peak_rss_mb():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def _timed_calls():
+def _latency_module():
     """deploykit's one timing loop (`deploykit.validation.latency` imports only numpy). This runs
     with deploykit's Python; from a source checkout that is not installed, the package is found
     beside `targets/`."""
     try:
-        from deploykit.validation.latency import timed_calls
+        from deploykit.validation import latency
     except ImportError:
         here = os.path.dirname(os.path.abspath(__file__))
         root = os.path.dirname(os.path.dirname(here))  # targets/tflite -> the checkout
@@ -74,8 +74,8 @@ def _timed_calls():
         sys.path.append(root)
         if getattr(sys.modules.get("deploykit"), "__file__", None) is None:  # a namespace package: stale
             sys.modules.pop("deploykit", None)
-        from deploykit.validation.latency import timed_calls
-    return timed_calls
+        from deploykit.validation import latency
+    return latency
 
 
 def _quantize(x, detail):
@@ -136,18 +136,19 @@ def parity(request, inputs):
 
 
 def latency(request, inputs):
-    timed_calls = _timed_calls()  # imported before the memory baseline: model_rss_mb is the model's
+    latency_mod = _latency_module()  # imported before the memory baseline: model_rss_mb is the model's
     rss_before = _peak_rss_mb()
     run = Runner(request)
     feed = run.feed({n: inputs[n][0:1] for n in run.in_details})
-    max_seconds = float(request["max_seconds"])
-    timings, first_ms = timed_calls(
-        lambda _: run.runner(**feed), int(request["warmup"]), int(request["iterations"]), max_seconds,
-        warmup_seconds=max_seconds,  # the warm-up is bounded by max_seconds too, for slow models
+    sampling = latency_mod.Sampling.of(request)
+    timings, first_ms, stopped = latency_mod.timed_calls(
+        lambda _: run.runner(**feed), int(request["warmup"]), sampling,
+        warmup_seconds=sampling.max_seconds,  # the warm-up is bounded by max_seconds too, for slow models
     )
     peak = _peak_rss_mb()
     return {
         "timings_ms": timings,
+        "stopped": stopped,
         "warmup": int(request["warmup"]),
         "load_ms": run.load_ms,
         "first_inference_ms": first_ms,

@@ -15,7 +15,7 @@ from typing import Mapping
 
 import numpy as np
 
-from deploykit.validation.latency import timed_calls
+from deploykit.validation.latency import Sampling, timed_calls
 
 CONCURRENCY = (1, 4, 16)
 CHUNK_ROWS = 64  # rows per parity request
@@ -97,11 +97,11 @@ def single_rows(inputs: Mapping[str, np.ndarray]) -> list[dict]:
     return rows
 
 
-def sequential(client: RestClient, inputs: Mapping[str, np.ndarray], warmup: int, iterations: int,
-               max_seconds: float) -> tuple[list[float], float]:
-    """(per-request milliseconds, first request ms): one client, one row per request."""
+def sequential(client: RestClient, inputs: Mapping[str, np.ndarray], warmup: int,
+               sampling: Sampling) -> tuple[list[float], float, str]:
+    """(per-request milliseconds, first request ms, why sampling stopped): one client, one row per request."""
     bodies = single_rows(inputs)
-    return timed_calls(lambda i: client._post({"inputs": bodies[i % len(bodies)]}), warmup, iterations, max_seconds)
+    return timed_calls(lambda i: client._post({"inputs": bodies[i % len(bodies)]}), warmup, sampling)
 
 
 def concurrent(call, bodies: list, clients: int, seconds: float) -> dict:

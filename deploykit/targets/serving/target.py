@@ -109,6 +109,22 @@ class ServingTarget(Target):
     def converted_in_preflight(self, variant: str) -> bool:
         return True  # the repository is the preflight's SavedModel, its warm-up records and configs
 
+    def check_in_preflight(self, artifact: Artifact, inputs: Path, latency, work: Path) -> dict:
+        """The in-process check (and, without a container, its latency) in the intake worker, which
+        already runs TensorFlow: the repository's version loaded from disk and called, as in a worker."""
+        from deploykit.arrays import read_npz, save_npz
+
+        details = artifact.details
+        version_dir = Path(artifact.path) / "models" / details["model_name"] / str(details["model_version"])
+        rows = read_npz(inputs, "parity inputs")
+        work.mkdir(parents=True, exist_ok=True)
+        save_npz(work / "in-process.npz", in_process(version_dir, rows,
+                                                     check_examples=EXAMPLES_SIGNATURE in details["signatures"]))
+        checked = {"outputs": {"in-process": str(work / "in-process.npz")}}
+        if latency is not None and not self.settings.container:  # with a container, latency is over REST
+            checked["latency"] = in_process_latency(version_dir, rows, latency)
+        return checked
+
     def plan_state(self) -> dict:
         return {"plan": dict(self.plan), "saved_model": str(self._saved_model), "source": self._source}
 
@@ -148,7 +164,7 @@ class ServingTarget(Target):
         details = dict(artifact.details)
         details["image"] = self._build_image(Path(artifact.path), details["model_name"], details["model_sha256"])
         details["convert_seconds"] = round(details["convert_seconds"] + time.perf_counter() - started, 3)
-        return Artifact(artifact.target, artifact.variant, artifact.path, details)
+        return dataclasses.replace(artifact, details=details)
 
     def _build_image(self, root: Path, model_name: str, model_sha: str) -> dict:
         c = self._client = self._client or ctr.client()
@@ -179,8 +195,13 @@ class ServingTarget(Target):
         """Every check's outputs, one .npz each: in process, then REST in both formats, then gRPC."""
         details = artifact.details
         version_dir = Path(artifact.path) / "models" / details["model_name"] / str(details["model_version"])
-        outputs = {"in-process": self._in_worker("in_process_job", version_dir, request,
-                                                 check_examples=EXAMPLES_SIGNATURE in details["signatures"])}
+        done = (artifact.checked.get("outputs") or {}).get("in-process")  # by the intake worker
+        if done is not None:
+            with np.load(done, allow_pickle=False) as npz:
+                outputs = {"in-process": {k: npz[k] for k in npz.files}}
+        else:
+            outputs = {"in-process": self._in_worker("in_process_job", version_dir, request,
+                                                     check_examples=EXAMPLES_SIGNATURE in details["signatures"])}
         names = sorted(outputs["in-process"])
         if details.get("image"):
             with self._container(artifact) as (running, client, load_ms):
@@ -276,19 +297,22 @@ class ServingTarget(Target):
     def _latency_run(self, artifact: Artifact, inputs: dict, request: RunRequest) -> dict:
         """Through the container when there is one (REST, then 1/4/16 clients), else in process."""
         from deploykit.targets.serving.rest import load_figures, sequential
+        from deploykit.validation.latency import Sampling
 
         details = artifact.details
         if not details.get("image"):  # --no-container, or a build without the image
+            if artifact.checked.get("latency"):  # measured by the intake worker
+                return artifact.checked["latency"]
             version_dir = Path(artifact.path) / "models" / details["model_name"] / str(details["model_version"])
             return self._in_worker("in_process_latency_job", version_dir, request)
         lat = request.latency
         with self._container(artifact) as (running, client, load_ms):
-            timings, first_ms = sequential(client, inputs, lat.warmup, lat.iterations, lat.max_seconds)
+            timings, first_ms, stopped = sequential(client, inputs, lat.warmup, Sampling.of(lat))
             figures = load_figures(client, inputs, seconds=min(2.0, lat.max_seconds))
             memory = _memory_mb(running.container)
         if isinstance(details, dict):
             details["concurrency"] = figures
-        return {"ok": True, "timings_ms": timings, "warmup": lat.warmup, "load_ms": load_ms,
+        return {"ok": True, "timings_ms": timings, "stopped": stopped, "warmup": lat.warmup, "load_ms": load_ms,
                 "first_inference_ms": first_ms, "peak_rss_mb": memory, "threads": None,
                 "runtime": _container_runtime(details),  # parity's name; timed over REST (details.concurrency too)
                 "runtime_version": self._runtime_version(details), "concurrency": figures}
@@ -460,17 +484,17 @@ def in_process_latency_job(request: dict) -> dict:
 
 def in_process_latency(version_dir: Path, inputs: Mapping[str, np.ndarray], lat) -> dict:
     from deploykit.tfenv import tensorflow
-    from deploykit.validation.latency import timed_calls
+    from deploykit.validation.latency import Sampling, timed_calls
 
     tf = tensorflow()
     t0 = time.perf_counter()
     fn = tf.saved_model.load(str(version_dir)).signatures["serving_default"]
     load_ms = (time.perf_counter() - t0) * 1000
     rows = [{k: tf.constant(v[i : i + 1]) for k, v in inputs.items()} for i in range(min(64, len(next(iter(inputs.values())))))]
-    timings, first_ms = timed_calls(lambda i: fn(**rows[i % len(rows)]), lat.warmup, lat.iterations, lat.max_seconds)
+    timings, first_ms, stopped = timed_calls(lambda i: fn(**rows[i % len(rows)]), lat.warmup, Sampling.of(lat))
     import resource
 
-    return {"ok": True, "timings_ms": timings, "warmup": lat.warmup, "load_ms": load_ms, "first_inference_ms": first_ms,
+    return {"ok": True, "timings_ms": timings, "stopped": stopped, "warmup": lat.warmup, "load_ms": load_ms, "first_inference_ms": first_ms,
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "threads": None,
             "runtime": "tf-serving[in-process]", "runtime_version": f"tensorflow {tf.__version__}"}
 

@@ -191,8 +191,7 @@ class TFLiteTarget(Target):
             "flex": bool(request.artifact.details.get("needs_flex")),
             "threads": lat.threads,
             "warmup": lat.warmup,
-            "iterations": lat.iterations,
-            "max_seconds": lat.max_seconds,
+            **lat.sampling(),
         }
         label = f"tflite/{request.artifact.variant}"
         timeout = 600 if request.mode == "parity" else lat.max_seconds * 4 + 120

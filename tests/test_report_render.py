@@ -151,7 +151,7 @@ def test_a_busy_machine_is_inconclusive_not_a_regression(tmp_path):
     cmp = reporting.compare(new, old, th)
     assert cmp["passed"] and cmp["regressions"] == []
     judged = cmp["deltas"][1]["latency"]
-    assert judged["p99_ms"]["state"] == "inconclusive" and judged["p99_ms"]["method"] == "bootstrap"
+    assert judged["p99_ms"]["state"] == "inconclusive" and judged["p99_ms"]["method"] == "recorded"
     assert judged["p50_ms"]["state"] == "unchanged"
     lo_old, hi_old = judged["p99_ms"]["ci_old"]
     lo_new, hi_new = judged["p99_ms"]["ci_new"]
@@ -192,12 +192,23 @@ def test_a_real_speedup_is_an_improvement():
     assert cmp["passed"] and cmp["deltas"][1]["latency"]["p50_ms"]["state"] == "improvement"
 
 
+def test_builds_without_recorded_intervals_are_judged_by_their_histograms():
+    """Manifests of builds before latency.p50_ci_ms/p99_ci_ms: intervals bootstrapped from the histograms."""
+    old, new = busy_pair()
+    for doc in (old, new):
+        for a in doc["artifacts"]:
+            a["latency"].pop("p50_ci_ms"), a["latency"].pop("p99_ci_ms")
+    judged = reporting.compare(new, old, reporting.Thresholds())["deltas"][1]["latency"]["p99_ms"]
+    assert judged["method"] == "bootstrap" and judged["state"] == "inconclusive"
+
+
 def test_without_histograms_the_recorded_values_are_compared():
     old = two_artifacts(int8_timings=timings(0.40, seed=2))
     new = two_artifacts(int8_timings=timings(0.80, seed=3))
     for doc in (old, new):
         for a in doc["artifacts"]:
-            a["latency"].pop("histogram")
+            for key in ("histogram", "p50_ci_ms", "p99_ci_ms"):
+                a["latency"].pop(key)
     cmp = reporting.compare(new, old, reporting.Thresholds())
     j = cmp["deltas"][1]["latency"]["p50_ms"]
     assert j["method"] == "point" and j["state"] == "regression" and not cmp["passed"]

@@ -1,9 +1,11 @@
 """Regressions of a build against a baseline build: size, latency, parity and agreement deltas,
 judged against `Thresholds` (the `[regression]` table and the `report` flags).
 
-Latency is judged with its noise: each build's p50 and p99 get a 95% bootstrap confidence interval
-resampled from the per-call histogram its manifest keeps (`latency.histogram`), and a change
-counts only when the intervals are apart. A change beyond the thresholds whose intervals overlap
+Latency is judged with its noise: each build's p50 and p99 come with the 95% confidence interval
+the build measured on its raw per-call times (`latency.p50_ci_ms`, `p99_ci_ms`: order statistics,
+validation/latency.py); a manifest without one (older builds, too few calls for a p99 interval)
+gets a bootstrap interval resampled from the per-call histogram it keeps (`latency.histogram`).
+A change counts only when the intervals are apart. A change beyond the thresholds whose intervals overlap
 is "inconclusive", which is reported but is not a regression (README: Reports).
 """
 from __future__ import annotations
@@ -77,7 +79,8 @@ def compare(new: dict, old: dict, th: Thresholds) -> dict:
             d[f"{m}_old"], d[f"{m}_new"], d[f"{m}_ratio"] = o, n, _ratio(n, o)
             if n is None or o is None:
                 continue
-            judged = judge_latency(o, n, lat_old.get("histogram"), lat_new.get("histogram"), q, th)
+            judged = judge_latency(o, n, lat_old.get("histogram"), lat_new.get("histogram"), q, th,
+                                   recorded=(lat_old.get(f"{m[:3]}_ci_ms"), lat_new.get(f"{m[:3]}_ci_ms")))
             d["latency"][m] = judged
             text = _latency_text(m, o, n, judged, th)
             if judged["state"] == "regression":
@@ -114,17 +117,21 @@ def compare(new: dict, old: dict, th: Thresholds) -> dict:
 
 
 def judge_latency(old: float, new: float, hist_old: dict | None, hist_new: dict | None, q: float,
-                  th: Thresholds) -> dict:
+                  th: Thresholds, recorded: tuple = (None, None)) -> dict:
     """One latency percentile of one artifact, old against new: {state, ratio, ci_old, ci_new, method}.
 
     state is "unchanged" (within latency_ratio or latency_noise_ms), else "regression" (slower) or
-    "improvement" (faster) when the two 95% intervals are apart, else "inconclusive". Without a
-    histogram on both sides the intervals are the recorded values themselves (method "point").
+    "improvement" (faster) when the two 95% intervals are apart, else "inconclusive". The intervals
+    are the ones both builds `recorded` (method "recorded"), else bootstrapped from both histograms
+    ("bootstrap"), else the values themselves ("point").
     """
-    ci_old, ci_new = quantile_interval(hist_old, q, old), quantile_interval(hist_new, q, new)
-    method = "bootstrap" if hist_old and hist_new else "point"
-    if method == "point":
-        ci_old, ci_new = [old, old], [new, new]
+    if all(recorded):
+        ci_old, ci_new, method = list(recorded[0]), list(recorded[1]), "recorded"
+    elif hist_old and hist_new:
+        ci_old, ci_new = quantile_interval(hist_old, q, old), quantile_interval(hist_new, q, new)
+        method = "bootstrap"
+    else:
+        ci_old, ci_new, method = [old, old], [new, new], "point"
     slower = new - old > th.latency_noise_ms and new > old * th.latency_ratio
     faster = old - new > th.latency_noise_ms and old > new * th.latency_ratio
     if slower:

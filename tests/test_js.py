@@ -155,6 +155,29 @@ def test_each_variant_passes_its_budget_on_each_backend(example, variant, backen
     assert lat["first_inference_ms"] > 0 and lat["peak_rss_mb"] > 0
 
 
+def test_latency_is_timed_where_a_deployment_runs():
+    from deploykit.targets.js.target import latency_backends
+
+    assert latency_backends(["cpu", "wasm", "chromium-wasm"]) == ["wasm", "chromium-wasm"]
+    assert latency_backends(["cpu"]) == ["cpu"]  # the only backend asked for: timed
+    assert latency_backends(["wasm", "chromium-webgl"]) == ["wasm", "chromium-webgl"]
+
+
+@pytest.mark.slow
+def test_cpu_is_checked_for_parity_but_not_timed(example, tmp_path):
+    out, doc = example
+    entry = _entry(doc, "float32")
+    artifact = Artifact("js", "float32", out / entry["path"], {**entry["details"], "backends": ["cpu", "wasm"]})
+    lat = LatencySettings(warmup=2, iterations=20, max_seconds=1.0)
+    parity_run = JSTarget().run(RunRequest(artifact, out / "validation" / "inputs.npz", tmp_path / "p", "parity", lat),
+                                tmp_path)
+    assert parity_run["ok"] and parity_run["backends"] == ["cpu", "wasm"] and set(parity_run["seconds"]) == {"cpu", "wasm"}
+    timed = JSTarget().run(RunRequest(artifact, out / "validation" / "inputs.npz", tmp_path / "l", "latency", lat),
+                           tmp_path)
+    assert timed["ok"] and set(timed["backends"]) == {"wasm"} and timed["backend"] == "wasm"
+    assert timed["stopped"] == "iteration cap" and len(timed["timings_ms"]) == 20
+
+
 @pytest.mark.slow
 @pytest.mark.browser
 def test_default_build_checks_every_backend_including_the_browser(example):

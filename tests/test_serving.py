@@ -274,12 +274,19 @@ def test_missing_daemon_is_exit_4(tmp_path):
     line = [ln for ln in proc.stderr.splitlines() if ln.strip()][-1]
     assert "Docker daemon" in line and "no-daemon.sock" in line and "--no-container" in line
     assert not out.exists()
-    # --no-container: the in-process check alone, no daemon needed
-    proc = run_cli("build", "--target", "serving", "--out", str(out), "--no-latency", "--no-container", "--json",
-                   "--config", str(_epochs(tmp_path)), env=env)
+    # --no-container: the in-process check alone, no daemon needed; it and its latency run in the
+    # intake worker right after the repository is written (no TensorFlow worker of their own)
+    config = _epochs(tmp_path)
+    config.write_text(config.read_text() + "[latency]\nwarmup = 2\niterations = 20\n")
+    proc = run_cli("build", "--target", "serving", "--out", str(out), "--no-container", "--json",
+                   "--config", str(config), env=env)
     assert proc.returncode == 0, proc.stderr
-    a = json.loads(proc.stdout)["artifacts"][0]
+    doc = json.loads(proc.stdout)
+    a = doc["artifacts"][0]
     assert a["parity"]["runtime"] == "tf-serving[in-process]" and "image" not in a["details"]
+    assert a["latency"]["runtime"] == "tf-serving[in-process]" and a["latency"]["iterations"] == 20
+    assert a["latency"]["stopped"] == "iteration cap"
+    assert "intake.check_serving_float32" in doc["timings"] and "validate.parity.serving/float32" in doc["timings"]
     assert (out / "serving" / "Dockerfile").is_file()
 
 

@@ -160,8 +160,8 @@ def _prepare_all(model, calibration, cfg, work: Path, names: list[str], variants
     build's plan), also write out each variant the preflight already converted (`converted`:
     {variant: {"path", "details"}}, the answer a convert worker would have given)."""
     clock = clock or _Clock()
-    saved_model = model.export_saved_model(work / "saved_model")
-    clock.lap("export_saved_model")
+    saved_model, exported = model.canonical_saved_model(work / "saved_model")  # a SavedModel source: as it is
+    clock.lap("export_saved_model" if exported else "reuse_saved_model")
     out = {"saved_model": str(saved_model), "targets": {}}
     for name in names:
         target = target_class(name)(cfg.settings_for(name))

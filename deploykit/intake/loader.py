@@ -59,6 +59,14 @@ class LoadedModel:
         (see `deploykit.intake.export.serving_function`; `batch` fixes the shapes)."""
         return export.serving_function(self.call, self.contract, batch, sample_shapes)
 
+    def canonical_saved_model(self, directory: Path) -> tuple[Path, bool]:
+        """(the SavedModel the converters read, whether it was exported). A SavedModel source is
+        read as it is: its contract was read from its own `serving_default`, so exporting it again
+        would only copy it. Anything else is exported to `directory`."""
+        if self.source.kind == "saved_model" and self.keras_model is None and self.keras_object is None:
+            return Path(self.source.location), False
+        return self.export_saved_model(directory), True
+
     def export_saved_model(self, directory: Path, extra_signatures: dict | None = None) -> Path:
         """Write the canonical SavedModel: `serving_default` with the contract's names (and any
         `extra_signatures`, {name: tf.function})."""

@@ -157,7 +157,7 @@ class ServingTarget(Target):
 
         rollout = self._plan_rollout()  # the base path now: it must still be what the build was planned on
         if self._rollout is not None and rollout != self._rollout:
-            raise DeployKitError(f"--model-base-path {rollout.base}: its versions changed during the build "
+            raise BadInputError(f"--model-base-path {rollout.base}: its versions changed during the build "
                                  f"({', '.join(map(str, self._rollout.kept)) or 'none'} -> "
                                  f"{', '.join(map(str, rollout.kept)) or 'none'}); nothing was added, build again")
         self._rollout = rollout

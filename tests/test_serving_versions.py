@@ -233,3 +233,57 @@ def test_version_added_beside_the_previous_one_both_served(tmp_path, saved):
         for tag in c.images.get(a["details"]["image"]["id"]).tags:
             c.images.remove(tag)
         assert [n for n in ctr.leftover_containers(c) if f"-serving-{NAME}-" in n] == []  # ours (others may be running)
+
+
+def test_base_path_changed_during_the_build_is_refused(tmp_path):
+    """Planned before any model work (check_runtime), re-read when the version is placed (after_convert):
+    a version that appeared in between stops the build, nothing placed."""
+    from deploykit.targets.serving.settings import ServingSettings
+    from deploykit.targets.serving.target import ServingTarget
+
+    base = base_with(tmp_path, 1)
+    target = ServingTarget(ServingSettings(model_base_path=str(base), container=False))
+    target.check_runtime()
+    (base / "2").mkdir()  # another rollout landed meanwhile
+    root = tmp_path / "serving"
+    with pytest.raises(BadInputError, match=r"its versions changed during the build \(1 -> 1, 2\)"):
+        target._place_version(root, NAME, "model.keras")
+    assert not root.exists()
+
+
+def test_container_check_requires_exactly_the_served_versions_available():
+    """The REST status check against a server that ignored the policy (only the newest version loaded,
+    as a `latest 1` server would): the artifact fails, naming both lists."""
+    import json
+    import threading
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+    from types import SimpleNamespace
+
+    from deploykit.targets.serving.target import ServingTarget
+
+    statuses = [{"version": "2", "state": "AVAILABLE"}, {"version": "1", "state": "END"}]
+
+    class Status(BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802
+            raw = json.dumps({"model_version_status": statuses}).encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(raw)))
+            self.end_headers()
+            self.wfile.write(raw)
+
+        def log_message(self, *args):
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Status)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        running = SimpleNamespace(rest_url=f"http://127.0.0.1:{server.server_port}")
+        details = {"model_name": NAME, "model_version": 2, "version_policy": "latest 2", "versions_served": [1, 2]}
+        available, problems = ServingTarget._served_versions(None, running, details)
+        assert available == [2]
+        assert problems == ["REST status: versions AVAILABLE [2], the version policy (latest 2) serves [1, 2]"]
+        statuses[1]["state"] = "AVAILABLE"
+        assert ServingTarget._served_versions(None, running, details) == ([1, 2], [])
+    finally:
+        server.shutdown()
+        server.server_close()

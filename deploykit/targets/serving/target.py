@@ -158,8 +158,8 @@ class ServingTarget(Target):
         rollout = self._plan_rollout()  # the base path now: it must still be what the build was planned on
         if self._rollout is not None and rollout != self._rollout:
             raise BadInputError(f"--model-base-path {rollout.base}: its versions changed during the build "
-                                 f"({', '.join(map(str, self._rollout.kept)) or 'none'} -> "
-                                 f"{', '.join(map(str, rollout.kept)) or 'none'}); nothing was added, build again")
+                                f"({', '.join(map(str, self._rollout.kept)) or 'none'} -> "
+                                f"{', '.join(map(str, rollout.kept)) or 'none'}); nothing was added, build again")
         self._rollout = rollout
         model_dir = root / "models" / model_name
         version_dir = model_dir / str(rollout.version)

@@ -10,6 +10,7 @@ SavedModel (no training) and skip latency.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 from pathlib import Path
@@ -96,6 +97,13 @@ def test_base_path_versions_next_and_defaults(tmp_path):
     assert (beside.version, beside.policy.text(), beside.kept, beside.served) == (4, "latest 2", (1, 3), [3, 4])
     assert beside.facts() == {"model_version": 4, "version_policy": "latest 2", "versions_kept": [1, 3],
                               "versions_served": [3, 4], "model_base_path": str(base)}
+    import jsonschema  # what the manifest schema says targets.serving holds
+
+    schema = json.loads((Path(deploykit.__file__).parent / "schema" / "manifest.schema.json").read_text())
+    check = jsonschema.validators.validator_for(schema)({**schema["$defs"]["serving_versions"], "$defs": schema["$defs"]})
+    for rollout in (fresh, beside, vers.plan(str(base), 9, "specific 1,9")):
+        check.validate(rollout.facts())
+    assert not check.is_valid({**beside.facts(), "version_policy": "latest 0"})
     assert vers.plan(str(base), 2, "all").served == [1, 2, 3]
     assert vers.plan(str(base), 9, "specific 1,9").served == [1, 9]
 

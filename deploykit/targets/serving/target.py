@@ -166,7 +166,11 @@ class ServingTarget(Target):
         os.rename(model_dir / UNNUMBERED, version_dir)
         for kept in rollout.served:  # the previous versions the server keeps loaded, into the image beside it
             if kept != rollout.version:
-                vers.copy_version(rollout.base / str(kept), model_dir, kept, "--model-base-path")
+                try:
+                    vers.copy_version(rollout.base / str(kept), model_dir, kept, "--model-base-path")
+                except OSError as exc:  # unreadable files (shutil.Error is an OSError too)
+                    raise BadInputError(f"--model-base-path: cannot copy version {kept} from {rollout.base} into "
+                                        f"the build ({str(exc)[:200]}); nothing was added") from None
         (root / "models.config").write_text(repo.models_config([model_name], policy=rollout.policy.proto()))
         model_sha = tree_sha256(version_dir)
         values = {

@@ -175,6 +175,8 @@ def test_taken_or_linked_version_is_refused_before_any_model_work(tmp_path, save
         deploykit.build(str(saved), **kw)
     assert caught.value.exit_code == 5
     (base / "3").unlink()
+    with pytest.raises(BadInputError, match="one lies inside the other"):  # the build replaces --out
+        deploykit.build(str(saved), **{**kw, "out": str(base / "build")})
     assert snapshot(base) == before and not out.exists() and not (tmp_path / "out.failed").exists()
 
 

@@ -86,6 +86,12 @@ class ServingTarget(Target):
     # ---- runtime check ------------------------------------------------------------------------
     def check_runtime(self, config=None) -> None:
         self._rollout = self._plan_rollout()  # a taken version, a linked version, a bad policy: before any model work
+        if self._rollout.base is not None and config is not None:
+            out, base = Path(config.out).resolve(), self._rollout.base.resolve()
+            if base == out or base.is_relative_to(out) or out.is_relative_to(base):
+                raise BadInputError(f"--model-base-path {self._rollout.base} and --out {config.out}: one lies inside the "
+                                    "other, and the build replaces --out; point --model-base-path at the server's "
+                                    "repository, outside the output")
         if self.settings.container:
             self._client = ctr.client()  # MissingRuntimeError (exit 4) naming what to run
 

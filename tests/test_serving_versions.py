@@ -90,6 +90,7 @@ def test_base_path_versions_next_and_defaults(tmp_path):
     base = base_with(tmp_path, 1, 3)
     (base / "notes").mkdir()
     (base / "-").mkdir()
+    (base / ("9" * 20)).mkdir()  # beyond int64: not a version to TF Serving (absl::SimpleAtoi fails)
     assert vers.existing_versions(base) == [1, 3]
     fresh = vers.plan(None, None, None)
     assert (fresh.version, fresh.policy.text(), fresh.kept, fresh.served) == (1, "latest 1", (), [1])

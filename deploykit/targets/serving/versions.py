@@ -114,7 +114,9 @@ def existing_versions(base: Path) -> list[int]:
         if not _ATOI.fullmatch(name):
             continue  # not a version to TF Serving: ignored, left alone
         path = base / name
-        if not _CANONICAL.fullmatch(name) or int(name) > MAX_VERSION:
+        if not -MAX_VERSION - 1 <= _atoi(name) <= MAX_VERSION:
+            continue  # beyond int64: SimpleAtoi fails, so not a version to TF Serving either
+        if not _CANONICAL.fullmatch(name):
             raise BadInputError(f"{flag}: {path!s}: TF Serving reads {name!r} as version {_atoi(name)}; rename it "
                                 "to its plain number (or move it out) so versions are unambiguous")
         kind = os.lstat(path).st_mode

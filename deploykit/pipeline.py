@@ -305,6 +305,8 @@ def run(cfg: BuildConfig, rep: Reporter, *, named: Mapping[str, str] | None = No
                 f"{len(lines)} budget failure(s); output folder left unchanged; {where}:\n  " + "\n  ".join(lines + notes),
                 manifest=doc, details={"failures": lines, "notes": notes, "failed_build": str(kept_at) if kept_at else None},
             )
+        for t in targets.values():  # e.g. serving --model-base-path: the new version joins the user's repository
+            t.before_commit([r for r in records if r.artifact.path is not None], rep)
         folder.commit()
     rep.info(f"wrote {Path(cfg.out)} ({len(doc['artifacts'])} artifact(s), {timings['total_seconds']:.1f} s)")
     return doc

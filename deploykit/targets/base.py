@@ -128,6 +128,12 @@ class Target(ABC):
         others `rejected`), or push what passed. Returns facts merged into `targets.NAME`."""
         return None
 
+    def before_commit(self, records: list["ArtifactRecord"], rep: "Reporter") -> None:
+        """The whole build passed and its manifest is written; the output folder is renamed into place
+        right after. The place for effects outside the output that only a passed build may have (e.g.
+        add the version to the user's TF Serving repository). An error here fails the build and the
+        output is left unchanged."""
+
     def failure_notes(self, records: list["ArtifactRecord"]) -> list[str]:
         """Extra lines for a failed build's error message (e.g. which variant would pass)."""
         return []

@@ -18,8 +18,11 @@ both of TF Serving's APIs from them:
 Signatures and their metadata are the MetaGraphDef's (`saved_model.pb`, tags `serve`), as the
 real server reads them; errors carry TF Serving's status codes (REST: its HTTP mapping,
 400 for INVALID_ARGUMENT and FAILED_PRECONDITION, 404 for NOT_FOUND).
-Like TF Serving it loads only version folders with integer names, serves the latest one (version
-policy `latest`), replays the warm-up requests in `assets.extra/`, polls the base path for new
+Like TF Serving it loads only version folders with integer names, serves the versions its
+`model_version_policy` aspires (file_system_storage_path_source.cc: `latest { num_versions: N }`,
+the N highest, at least 1 and the default; `all {}`; `specific { versions: ... }`, those present,
+a missing one only logged), loading a newly aspired version before unloading one no longer
+aspired (state END), replays the warm-up requests in `assets.extra/`, polls the base path for new
 versions, and reports a version that fails to load (state END with an error), so a half-written
 version is visible to a test. Unlike it, both APIs bind `--rest_api_bind_address` (loopback by
 default) instead of every interface.
@@ -80,11 +83,24 @@ def _status(version: int, state: str, code: str = "OK", message: str = "") -> di
     return {"version": version, "state": state, "error_code": code, "error_message": message}
 
 
-class Model:
-    """One served model: polls base_path, keeps the latest loadable integer version."""
+def aspired(policy: tuple, versions: list[int]) -> list[int]:
+    """The versions a version policy serves among `versions` (the base path's integer children), as
+    file_system_storage_path_source.cc aspires them: ("latest", N) the max(N, 1) highest, ("all",)
+    every one, ("specific", [v...]) those listed that are present (a missing one is only logged)."""
+    kind = policy[0]
+    if kind == "all":
+        return sorted(versions)
+    if kind == "specific":
+        return sorted(v for v in set(versions) if v in policy[1])
+    return sorted(versions)[-max(policy[1], 1):] if versions else []
 
-    def __init__(self, name: str, base_path: str, poll: float, tags: tuple[str, ...] = ("serve",)):
-        self.name, self.base, self.poll, self.tags = name, Path(base_path), poll, tags
+
+class Model:
+    """One served model: polls base_path, keeps the versions its version policy aspires loaded."""
+
+    def __init__(self, name: str, base_path: str, poll: float, tags: tuple[str, ...] = ("serve",),
+                 policy: tuple = ("latest", 1)):
+        self.name, self.base, self.poll, self.tags, self.policy = name, Path(base_path), poll, tags, policy
         self.loaded: dict[int, Servable] = {}
         self.status: dict[int, dict] = {}
         self.lock = threading.Lock()
@@ -102,9 +118,20 @@ class Model:
             versions = sorted(int(p.name) for p in self.base.iterdir() if p.is_dir() and p.name.isdigit())
         except OSError:
             versions = []
-        if not versions or versions[-1] in self.status:
-            return
-        version = versions[-1]
+        wanted = aspired(self.policy, versions)
+        if self.policy[0] == "specific":
+            for missing in sorted(set(self.policy[1]) - set(versions)):
+                log(f"Version {missing} of servable {self.name}, which was requested to be served as a 'specific' "
+                    "version in the servable's version policy, was not found in the file system")
+        for version in wanted:  # new versions load before old ones go (availability-preserving)
+            if version not in self.status:
+                self._load(version)
+        with self.lock:
+            for old in [v for v in self.loaded if v not in wanted]:
+                del self.loaded[old]
+                self.status[old] = _status(old, "END")
+
+    def _load(self, version: int) -> None:
         try:
             servable = Servable(self.base / str(version), self.tags)
             warm = replay_warmup(servable.loaded, self.base / str(version))
@@ -116,9 +143,6 @@ class Model:
                 self.status[version] = _status(version, "END", "UNKNOWN", str(exc)[:300])
             return
         with self.lock:
-            for old in list(self.loaded):  # version policy: latest 1
-                del self.loaded[old]
-                self.status[old] = _status(old, "END")
             self.loaded[version] = servable
             self.status[version] = _status(version, "AVAILABLE")
         log(f"Successfully loaded servable version {{name: {self.name} version: {version}}}")
@@ -186,14 +210,35 @@ def replay_warmup(loaded, version_dir: Path) -> int:
     return count
 
 
-def parse_config(path: str) -> list[tuple[str, str]]:
-    """(name, base_path) of each `config { ... }` in a model_config_list text proto."""
+POLICY = re.compile(r"model_version_policy\s*\{\s*(?:latest\s*\{\s*(?:num_versions\s*:\s*(\d+)\s*)?\}|(all)\s*\{\s*\}"
+                    r"|specific\s*\{((?:\s*versions\s*:\s*\d+)*)\s*\})\s*\}")
+
+
+def parse_config(path: str) -> list[tuple[str, str, tuple]]:
+    """(name, base_path, version policy) of each `config { ... }` in a model_config_list text proto;
+    the policy is ("latest", N), ("all",) or ("specific", [versions]); none given: latest 1."""
     text = Path(path).read_text()
-    names = re.findall(r'\bname:\s*"([^"]+)"', text)
-    bases = re.findall(r'\bbase_path:\s*"([^"]+)"', text)
-    if not names or len(names) != len(bases):
+    blocks = re.split(r"\bconfig\s*\{", text)[1:]
+    found = []
+    for block in blocks:
+        name, base = re.search(r'\bname:\s*"([^"]+)"', block), re.search(r'\bbase_path:\s*"([^"]+)"', block)
+        if not name or not base:
+            raise SystemExit(f"standin: cannot read model_config_list from {path}")
+        policy: tuple = ("latest", 1)
+        if "model_version_policy" in block:
+            m = POLICY.search(block)
+            if not m:
+                raise SystemExit(f"standin: {path}: cannot read the model_version_policy of {name.group(1)}")
+            if m.group(2):
+                policy = ("all",)
+            elif m.group(3) is not None:
+                policy = ("specific", [int(v) for v in re.findall(r"\d+", m.group(3))])
+            else:
+                policy = ("latest", int(m.group(1) or 1))
+        found.append((name.group(1), base.group(1), policy))
+    if not found:
         raise SystemExit(f"standin: cannot read model_config_list from {path}")
-    return list(zip(names, bases))
+    return found
 
 
 def to_tensor(value, spec):
@@ -330,9 +375,11 @@ def main(argv: list[str]) -> None:
     args, unknown = p.parse_known_args(argv)
     flags = [a for a in argv if a.startswith("--")]
     log(f"flags: {' '.join(flags)}" + (f" (ignored by the stand-in: {' '.join(unknown)})" if unknown else ""))
-    pairs = parse_config(args.model_config_file) if args.model_config_file else [(args.model_name, args.model_base_path)]
+    models = (parse_config(args.model_config_file) if args.model_config_file
+              else [(args.model_name, args.model_base_path, ("latest", 1))])
     tags = tuple(t for t in args.saved_model_tags.split(",") if t)
-    core = Core({name: Model(name, base, args.file_system_poll_wait_seconds, tags) for name, base in pairs})
+    core = Core({name: Model(name, base, args.file_system_poll_wait_seconds, tags, policy)
+                 for name, base, policy in models})
     if not args.rest_api_port:
         raise SystemExit("standin: --rest_api_port is required (the stand-in's readiness is its REST API)")
     # gRPC runs on its own threads; keep the server object referenced (collected, it would stop)

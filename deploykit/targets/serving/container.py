@@ -173,8 +173,10 @@ def _network(c) -> str:
 
 
 @contextlib.contextmanager
-def serving(c, image: str, model_name: str, *, deadline: float = 180.0, label: str = "serving") -> Iterator[Running]:
-    """Start the image hardened, wait until `model_name` is AVAILABLE, yield, always stop and remove.
+def serving(c, image: str, model_name: str, *, deadline: float = 180.0, label: str = "serving",
+            versions: list[int] | None = None) -> Iterator[Running]:
+    """Start the image hardened, wait until `model_name` is AVAILABLE (every one of `versions` when
+    given), yield, always stop and remove.
 
     On any failure inside (startup or the caller's checks) the container's logs go to stderr.
     """
@@ -200,7 +202,7 @@ def serving(c, image: str, model_name: str, *, deadline: float = 180.0, label: s
             ports = container.attrs["NetworkSettings"]["Ports"]
             rest, grpc = int(ports[f"{rest}/tcp"][0]["HostPort"]), int(ports[f"{grpc}/tcp"][0]["HostPort"])
         run = Running(container, f"http://127.0.0.1:{rest}", grpc, network, time.perf_counter())
-        wait_available(run, model_name, deadline)
+        wait_available(run, model_name, deadline, versions)
         yield run
         failed = False
     finally:
@@ -213,8 +215,9 @@ def serving(c, image: str, model_name: str, *, deadline: float = 180.0, label: s
                 container.remove(force=True)
 
 
-def wait_available(run: Running, model_name: str, deadline: float) -> float:
-    """Poll GET /v1/models/NAME until a version is AVAILABLE (HTTP 200 alone is not enough)."""
+def wait_available(run: Running, model_name: str, deadline: float, versions: list[int] | None = None) -> float:
+    """Poll GET /v1/models/NAME until a version (every one of `versions`) is AVAILABLE (HTTP 200 alone
+    is not enough)."""
     import requests
 
     end = time.perf_counter() + deadline
@@ -226,14 +229,17 @@ def wait_available(run: Running, model_name: str, deadline: float) -> float:
                                  f"exit code {run.container.attrs['State'].get('ExitCode')})")
         try:
             r = requests.get(f"{run.rest_url}/v1/models/{model_name}", timeout=2)
-            states = [s.get("state") for s in r.json().get("model_version_status", [])] if r.ok else []
-            if "AVAILABLE" in states:
+            listed = r.json().get("model_version_status", []) if r.ok else []
+            states = [s.get("state") for s in listed]
+            up = {str(s.get("version")) for s in listed if s.get("state") == "AVAILABLE"}
+            if up and (versions is None or {str(v) for v in versions} <= up):
                 return time.perf_counter() - run.started
             last = f"HTTP {r.status_code}, states {states or r.text[:200]}"
         except Exception as exc:  # noqa: BLE001 - not listening yet
             last = _first_line(exc)
         time.sleep(0.25)
-    raise ContainerError(f"model {model_name} was not AVAILABLE within {deadline:.0f} s (last: {last})")
+    which = f" version(s) {', '.join(map(str, versions))}" if versions else ""
+    raise ContainerError(f"model {model_name}{which} was not AVAILABLE within {deadline:.0f} s (last: {last})")
 
 
 def leftover_containers(c) -> list[str]:

@@ -2,7 +2,8 @@
 
     serving/
       models/NAME/VERSION/            SavedModel (saved_model.pb, variables/) + assets.extra/tf_serving_warmup_requests
-      models.config                   model_config_list (base_path /models/NAME, version policy latest 1)
+      models/NAME/OTHER/              with --model-base-path: each kept version the policy serves (versions.py)
+      models.config                   model_config_list (base_path /models/NAME, the version policy)
       batching_parameters.txt         used when the server runs with --enable_batching
       Dockerfile                      rendered from docker/Dockerfile.serving.j2 (build context: this folder)
 
@@ -34,9 +35,10 @@ def model_name(location: str) -> str:
     return name[:63] or "model"
 
 
-def write_version(model_dir: Path, version: int, saved_model: Path, warmup: list[bytes] | None = None) -> Path:
-    """Copy `saved_model` to model_dir/VERSION atomically (staged under a non-integer name, then renamed)."""
-    if version < 1:
+def write_version(model_dir: Path, version: int | str, saved_model: Path, warmup: list[bytes] | None = None) -> Path:
+    """Copy `saved_model` to model_dir/VERSION atomically (staged under a non-integer name, then renamed).
+    VERSION is a positive integer, or a non-integer name a server ignores (a version not numbered yet)."""
+    if isinstance(version, int) and version < 1:
         raise ValueError("a TF Serving version is a positive integer")
     model_dir.mkdir(parents=True, exist_ok=True)
     final = model_dir / str(version)
@@ -64,8 +66,9 @@ def _fsync_tree(root: Path) -> None:
                 os.fsync(fh.fileno())
 
 
-def models_config(names: list[str], root: str = CONTAINER_MODELS, versions_kept: int = 1) -> str:
-    """A model_config_list text proto; base paths point at the container's model folder."""
+def models_config(names: list[str], root: str = CONTAINER_MODELS, policy: str = "latest { num_versions: 1 }") -> str:
+    """A model_config_list text proto; base paths point at the container's model folder. `policy`: a
+    model_version_policy message in text format (versions.VersionPolicy.proto())."""
     blocks = []
     for name in names:
         blocks.append(
@@ -73,7 +76,7 @@ def models_config(names: list[str], root: str = CONTAINER_MODELS, versions_kept:
             f'    name: "{name}"\n'
             f'    base_path: "{root}/{name}"\n'
             '    model_platform: "tensorflow"\n'
-            f"    model_version_policy {{ latest {{ num_versions: {versions_kept} }} }}\n"
+            f"    model_version_policy {{ {policy} }}\n"
             "  }\n"
         )
     return "model_config_list {\n" + "".join(blocks) + "}\n"

@@ -1,5 +1,6 @@
 """The serving target's settings: the `[serving]` table (or top-level keys, as before), and the
-`--model-name`, `--base-image`, `--push`, `--no-container` options."""
+`--model-name`, `--model-version`, `--model-base-path`, `--version-policy`, `--base-image`, `--push`,
+`--no-container` options."""
 from __future__ import annotations
 
 import re
@@ -16,14 +17,25 @@ MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
 @dataclass(frozen=True)
 class ServingSettings:
     model_name: str | None = None  # None: from the model's file name (targets.serving.repo.model_name)
+    model_version: int | None = None  # None: 1, or the next after the highest in model_base_path
+    model_base_path: str | None = None  # an existing TF Serving base path (DIR/1, DIR/2...): the version is added there
+    version_policy: str | None = None  # "latest N" | "all" | "specific V,V"; None: latest 2 beside a version, else latest 1
     base_image: str | None = None  # FROM image (None: DEPLOYKIT_SERVING_BASE_IMAGE, else tensorflow/serving)
     push: str | None = None  # push the image to REGISTRY/REPO:TAG after every check passed
     container: bool = True  # build the image and validate through it (False: in-process only)
 
 
 OPTIONS = (
-    Option("--model-name", "model_name", "serving: the model's name in the repository (models/NAME/1) and over REST "
-           "(/v1/models/NAME); letters, digits, _ - . (default: from the model's file name).", metavar="NAME"),
+    Option("--model-name", "model_name", "serving: the model's name in the repository (models/NAME/VERSION) and over "
+           "REST (/v1/models/NAME); letters, digits, _ - . (default: from the model's file name).", metavar="NAME"),
+    Option("--model-version", "model_version", "serving: the version to build, a positive integer (default: 1, or the "
+           "next after the highest in --model-base-path). An existing version is refused.", metavar="N", type=int),
+    Option("--model-base-path", "model_base_path", "serving: an existing TF Serving model base path (DIR/1, DIR/2, ...): "
+           "its versions are kept untouched, the policy's are built into the image beside the new one, and the new "
+           "version is added to DIR once the build passed.", metavar="DIR"),
+    Option("--version-policy", "version_policy", "serving: models.config model_version_policy: 'latest N', 'all' or "
+           "'specific V[,V...]'; it must serve the new version (default: latest 2 beside a previous version, so a "
+           "rollout keeps it loaded; else latest 1).", metavar="POLICY"),
     Option("--base-image", "base_image", "serving: FROM image, NAME[:TAG] or NAME@sha256:DIGEST "
            "(default: tensorflow/serving:2.19.0).", metavar="IMAGE"),
     Option("--push", "push", "serving: push the image there once every check passed (digest in the manifest).",
@@ -35,10 +47,18 @@ OPTIONS = (
 
 def check(s: ServingSettings) -> None:
     from deploykit.targets.serving.container import check_image_ref
+    from deploykit.targets.serving.versions import MAX_VERSION, parse_policy
 
     if s.model_name is not None and not (isinstance(s.model_name, str) and MODEL_NAME.fullmatch(s.model_name)):
         raise BadInputError(f"--model-name {s.model_name!r}: a TF Serving model name is 1 to 63 letters, digits, "
                             "'_', '-' or '.', starting with a letter or digit")
+    if s.model_version is not None and not (isinstance(s.model_version, int) and 1 <= s.model_version <= MAX_VERSION):
+        raise BadInputError(f"--model-version {s.model_version!r}: a TF Serving version is a positive integer "
+                            f"(1 to {MAX_VERSION})")
+    if s.version_policy is not None:
+        parse_policy(s.version_policy)
+    if s.model_base_path is not None and not (isinstance(s.model_base_path, str) and s.model_base_path.strip()):
+        raise BadInputError(f"--model-base-path {s.model_base_path!r}: expected a folder")
     if s.base_image is not None:
         check_image_ref(s.base_image, "--base-image")
     if s.push:

@@ -1,7 +1,11 @@
 """TF Serving target: a model repository and a Docker image, validated in process and through the container.
 
 Artifact: the folder `serving/` (see `repo.py` for its layout: models/NAME/VERSION/ SavedModel
-with a warm-up file, models.config, batching parameters, Dockerfile). The SavedModel has
+with a warm-up file, models.config, batching parameters, Dockerfile). The version's SavedModel is
+model work (the convert worker, sandboxed); numbering it and placing it among the versions of
+`--model-base-path` is host work, in the `deploykit` process (`after_convert`, `versions.py`): the
+sandbox never sees the user's repository, and the new version reaches it only once the whole build
+passed (`before_commit`). The SavedModel has
 `serving_default` over tensors named after the model's inputs and, when every input has a fixed
 numeric shape, `tf_example`: one string tensor `examples` of serialized tf.Example protos parsed with
 a feature spec derived from the model's inputs (the Estimator / TF Ranking export shape).
@@ -41,14 +45,15 @@ from typing import Mapping
 
 import numpy as np
 
-from deploykit.errors import DeployKitError, MissingRuntimeError
+from deploykit.errors import BadInputError, DeployKitError, MissingRuntimeError, OutputUnwritableError
 from deploykit.targets.base import Artifact, RunRequest, Target
 from deploykit.targets.serving import container as ctr
 from deploykit.targets.serving import repo as repo
 from deploykit.targets.serving import settings as serving_settings
+from deploykit.targets.serving import versions as vers
 from deploykit.version import __version__
 
-VERSION = 1
+UNNUMBERED = ".version-unnumbered"  # the convert worker's version folder: not an integer, so no server loads it
 EXAMPLES_SIGNATURE = "tf_example"
 CHECKS = ("in-process", "rest-row", "rest-columnar")  # then the gRPC backends (grpc.py); latency times REST
 
@@ -70,6 +75,7 @@ class ServingTarget(Target):
         super().__init__(settings)
         self._warmup: list[bytes] | None = None
         self._client = None
+        self._rollout: vers.Rollout | None = None
         base = self.settings.base_image or os.environ.get("DEPLOYKIT_SERVING_BASE_IMAGE") or ctr.DEFAULT_BASE_IMAGE
         self._base_image = ctr.check_image_ref(base, "--base-image")
 
@@ -79,8 +85,19 @@ class ServingTarget(Target):
 
     # ---- runtime check ------------------------------------------------------------------------
     def check_runtime(self, config=None) -> None:
+        self._rollout = self._plan_rollout()  # a taken version, a linked version, a bad policy: before any model work
+        if self._rollout.base is not None and config is not None:
+            out, base = Path(config.out).resolve(), self._rollout.base.resolve()
+            if base == out or base.is_relative_to(out) or out.is_relative_to(base):
+                raise BadInputError(f"--model-base-path {self._rollout.base} and --out {config.out}: one lies inside the "
+                                    "other, and the build replaces --out; point --model-base-path at the server's "
+                                    "repository, outside the output")
         if self.settings.container:
             self._client = ctr.client()  # MissingRuntimeError (exit 4) naming what to run
+
+    def _plan_rollout(self) -> vers.Rollout:
+        s = self.settings
+        return vers.plan(s.model_base_path, s.model_version, s.version_policy)
 
     # ---- preflight: the SavedModel with its serving signatures -------------------------------
     def prepare(self, model, saved_model, data, config, work) -> dict:
@@ -98,7 +115,7 @@ class ServingTarget(Target):
         model.export_saved_model(self._saved_model, extra_signatures=extra)  # serving_default + tf_example
         signatures = ["serving_default", *extra]
         self.plan = {
-            "model_name": self._model_name, "model_version": VERSION, "signatures": sorted(signatures),
+            "model_name": self._model_name, "signatures": sorted(signatures),
             "inputs": model.contract.input_names, "base_image": self._base_image,
             "container_check": bool(self.settings.container),
             # what the running server's metadata must describe (checked over gRPC and REST)
@@ -133,38 +150,59 @@ class ServingTarget(Target):
         self._saved_model, self._source = Path(state["saved_model"]), state["source"]
         self._model_name = self.plan["model_name"]
 
-    # ---- conversion: repository, Dockerfile, image ---------------------------------------------
+    # ---- conversion: the version (worker), then the repository around it and the image (host) ----------
     def convert(self, variant: str, dest: Path, calibration: Mapping, config) -> Artifact:
-        from deploykit.digests import tree_sha256
-
         started = time.perf_counter()
         root = dest  # staging/serving
         if self._warmup is None:  # in a convert worker: the same records prepare made, from the same rows
             self._warmup = repo.warmup_requests(self._model_name, calibration)
-        version_dir = repo.write_version(root / "models" / self._model_name, VERSION, self._saved_model, self._warmup)
-        (root / "models.config").write_text(repo.models_config([self._model_name]))
+        repo.write_version(root / "models" / self._model_name, UNNUMBERED, self._saved_model, self._warmup)
         (root / "batching_parameters.txt").write_text(repo.batching_parameters())
-        model_sha = tree_sha256(version_dir)
-        values = {
-            "base_image": self._base_image, "model_name": self._model_name, "model_version": VERSION,
-            "model_sha256": model_sha, "source": self._source, "revision": _revision(),
-            "deploykit_version": __version__, "user": ctr.SERVING_USER, "extra_flags": "",
-        }
-        (root / "Dockerfile").write_text(ctr.render_dockerfile(**values))
-        details = {**self.plan, "model_sha256": model_sha, "warmup_requests": len(self._warmup),
-                   "models_config": "models.config", "dockerfile": "Dockerfile",
+        details = {**self.plan, "warmup_requests": len(self._warmup), "_source": self._source,  # for the Dockerfile
                    "convert_seconds": round(time.perf_counter() - started, 3)}
         return Artifact(self.name, variant, root, details)
 
     def after_convert(self, artifact: Artifact) -> Artifact:
-        """The image is built here, in the build process (the Docker daemon is not in the sandbox)."""
-        if not self.settings.container:
-            return artifact
+        """In the build process: number the version and place it among the kept versions the policy
+        serves (read from --model-base-path, which the sandbox never sees), write models.config and
+        the Dockerfile, then build the image (the Docker daemon is not in the sandbox either)."""
         started = time.perf_counter()
         details = dict(artifact.details)
-        details["image"] = self._build_image(Path(artifact.path), details["model_name"], details["model_sha256"])
+        details.update(self._place_version(Path(artifact.path), details["model_name"], details.pop("_source", "")))
+        if self.settings.container:
+            details["image"] = self._build_image(Path(artifact.path), details["model_name"], details["model_sha256"])
         details["convert_seconds"] = round(details["convert_seconds"] + time.perf_counter() - started, 3)
         return dataclasses.replace(artifact, details=details)
+
+    def _place_version(self, root: Path, model_name: str, source: str) -> dict:
+        from deploykit.digests import tree_sha256
+
+        rollout = self._plan_rollout()  # the base path now: it must still be what the build was planned on
+        if self._rollout is not None and rollout != self._rollout:
+            raise BadInputError(f"--model-base-path {rollout.base}: its versions changed during the build "
+                                f"({', '.join(map(str, self._rollout.kept)) or 'none'} -> "
+                                f"{', '.join(map(str, rollout.kept)) or 'none'}); nothing was added, build again")
+        self._rollout = rollout
+        model_dir = root / "models" / model_name
+        version_dir = model_dir / str(rollout.version)
+        os.rename(model_dir / UNNUMBERED, version_dir)
+        for kept in rollout.served:  # the previous versions the server keeps loaded, into the image beside it
+            if kept != rollout.version:
+                try:
+                    vers.copy_version(rollout.base / str(kept), model_dir, kept, "--model-base-path")
+                except OSError as exc:  # unreadable files (shutil.Error is an OSError too)
+                    raise BadInputError(f"--model-base-path: cannot copy version {kept} from {rollout.base} into "
+                                        f"the build ({str(exc)[:200]}); nothing was added") from None
+        (root / "models.config").write_text(repo.models_config([model_name], policy=rollout.policy.proto()))
+        model_sha = tree_sha256(version_dir)
+        values = {
+            "base_image": self._base_image, "model_name": model_name, "model_version": rollout.version,
+            "versions": ", ".join(map(str, rollout.served)),
+            "model_sha256": model_sha, "source": source, "revision": _revision(),
+            "deploykit_version": __version__, "user": ctr.SERVING_USER, "extra_flags": "",
+        }
+        (root / "Dockerfile").write_text(ctr.render_dockerfile(**values))
+        return {**rollout.facts(), "model_sha256": model_sha, "models_config": "models.config", "dockerfile": "Dockerfile"}
 
     def _build_image(self, root: Path, model_name: str, model_sha: str) -> dict:
         c = self._client = self._client or ctr.client()
@@ -207,7 +245,8 @@ class ServingTarget(Target):
             with self._container(artifact) as (running, client, load_ms):
                 outputs["rest-row"] = client.predict_all(inputs, names, "row")
                 outputs["rest-columnar"] = client.predict_all(inputs, names, "columnar")
-                problems = self._rest_metadata_problems(running, details)
+                available, problems = self._served_versions(running, details)
+                problems += self._rest_metadata_problems(running, details)
                 answer = self._grpc_checks(running, request, details)
                 problems += answer["problems"]
                 if problems:
@@ -219,11 +258,28 @@ class ServingTarget(Target):
                 if isinstance(details, dict):
                     details["container"] = {"network": running.network, "ready_ms": round(load_ms, 1),
                                             "tf_example_method": answer.get("example_method"),
+                                            "versions_available": available,
                                             **_user_and_health(running)}
         for check, out in outputs.items():
             np.savez(request.outputs_for(check), **{k: np.asarray(v, dtype=np.float32) for k, v in out.items()})
         return {"ok": True, "rows": len(next(iter(inputs.values()))), "backends": list(outputs),
                 "runtime": f"tf-serving[{','.join(outputs)}]", "runtime_version": self._runtime_version(details)}
+
+    def _served_versions(self, running, details) -> tuple[list[int], list[str]]:
+        """REST GET /v1/models/NAME: exactly the versions the policy serves are AVAILABLE."""
+        import requests
+
+        url = f"{running.rest_url}/v1/models/{details['model_name']}"
+        r = requests.get(url, timeout=30)
+        if r.status_code != 200:
+            return [], [f"REST status: GET {url}: HTTP {r.status_code}: {r.text[:300]}"]
+        statuses = r.json().get("model_version_status") or []
+        available = sorted(int(s["version"]) for s in statuses if s.get("state") == "AVAILABLE")
+        expected = _served(details)
+        if available != expected:
+            return available, [f"REST status: versions AVAILABLE {available}, the version policy "
+                               f"({details.get('version_policy', 'latest 1')}) serves {expected}"]
+        return available, []
 
     def _rest_metadata_problems(self, running, details) -> list[str]:
         """REST GET /v1/models/NAME/versions/N/metadata against the manifest's contract."""
@@ -268,7 +324,7 @@ class ServingTarget(Target):
         details = artifact.details
         c = self._client or ctr.client()
         model = details["model_name"]
-        with ctr.serving(c, details["image"]["id"], model, label=f"serving-{model}") as running:
+        with ctr.serving(c, details["image"]["id"], model, label=f"serving-{model}", versions=_served(details)) as running:
             load_ms = (time.perf_counter() - running.started) * 1000
             yield running, RestClient(running.rest_url, model, version=details["model_version"]), load_ms
 
@@ -324,8 +380,9 @@ class ServingTarget(Target):
             if isinstance(r.artifact.details, dict) and r.parity is not None and r.parity.backends:
                 r.artifact.details["checks"] = {name: {"max_abs_rel": max((m.get("max_abs_rel", 0.0) for m in b.outputs.values()), default=None)}
                                                 for name, b in r.parity.backends.items()}
+        facts = self._rollout.facts() if self._rollout is not None else None  # targets.serving in the manifest
         if not self.settings.push or not mine or not all(r.passed for r in mine):
-            return None  # --push publishes only when every check passed
+            return facts  # --push publishes only when every check passed
         for r in mine:
             image = r.artifact.details.get("image")
             if not image:
@@ -337,7 +394,29 @@ class ServingTarget(Target):
             except ctr.ContainerError as exc:
                 raise MissingRuntimeError(f"--push {self.settings.push}: {exc}") from None
             image.update(pushed=self.settings.push, repo_digest=f"{repo_name}@{digest}")
-        return None
+        return facts
+
+    def before_commit(self, records, rep) -> None:
+        """The build passed: add the validated version to --model-base-path (copied from the build,
+        staged under a non-integer name, renamed into place without replacing anything)."""
+        rollout = self._rollout
+        mine = [r for r in records if r.target == self.name and r.artifact.path is not None and not r.rejected]
+        if rollout is None or rollout.base is None or not mine:
+            return
+        details = mine[0].artifact.details
+        built = Path(mine[0].artifact.path) / "models" / details["model_name"] / str(rollout.version)
+        target = rollout.base / str(rollout.version)
+        try:
+            vers.copy_version(built, rollout.base, rollout.version, "--model-base-path", details["model_sha256"])
+        except FileExistsError:
+            raise BadInputError(f"--model-base-path: {target} appeared during the build (another rollout?); it was "
+                                "left as it is and nothing was added; build again for the next version") from None
+        except OSError as exc:
+            raise OutputUnwritableError(f"--model-base-path {rollout.base}: cannot add version {rollout.version} "
+                                        f"({exc.strerror or exc}); nothing was added, the output was not written") from None
+        rep.info(f"serving: added version {rollout.version} to {rollout.base} (kept: "
+                 f"{', '.join(map(str, rollout.kept)) or 'none'}; {rollout.policy.text()} serves "
+                 f"{', '.join(map(str, rollout.served))})")
 
     # ---- deploykit publish: the image goes beside the OCI artifacts --------------------------------
     @classmethod
@@ -382,6 +461,11 @@ class ServingTarget(Target):
         if client.images.get(by_digest).id != local.id:
             raise MissingRuntimeError(f"{by_digest}: pulled image differs from the built one ({local.id})")
         return {"artifact": key, "reference": by_digest, "image_id": local.id}
+
+
+def _served(details) -> list[int]:
+    """The versions the server must have AVAILABLE (a manifest from before versions: the one version)."""
+    return list(details.get("versions_served") or [details["model_version"]])
 
 
 def _container_runtime(details) -> str:

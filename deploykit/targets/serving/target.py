@@ -132,7 +132,7 @@ class ServingTarget(Target):
         from deploykit.arrays import read_npz, save_npz
 
         details = artifact.details
-        version_dir = Path(artifact.path) / "models" / details["model_name"] / str(details["model_version"])
+        version_dir = Path(artifact.path) / "models" / details["model_name"] / UNNUMBERED  # numbered on the host
         rows = read_npz(inputs, "parity inputs")
         work.mkdir(parents=True, exist_ok=True)
         save_npz(work / "in-process.npz", in_process(version_dir, rows,

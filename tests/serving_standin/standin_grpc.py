@@ -173,10 +173,11 @@ def _examples(inp) -> list[bytes]:
 
 def _run(servable, name: str, feeds: dict) -> dict:
     try:
-        out = servable.loaded.signatures[name](**feeds)
+        return servable.call(name, feeds)  # batched with --enable_batching (standin_batching.py)
+    except ServingError:
+        raise
     except Exception as exc:  # noqa: BLE001 - what the session would report
         raise from_tf_error(exc) from None
-    return {k: v.numpy() for k, v in out.items()}
 
 
 # ---- the RPCs --------------------------------------------------------------------------------------

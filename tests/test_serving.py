@@ -1,7 +1,8 @@
 """The serving target end to end: model repository, image (Docker Engine API), hardened container,
 parity over REST (row and columnar) and gRPC (Predict on tensors and on serialized tf.Examples),
 the served metadata against the manifest's contract (a tampered contract fails `deploykit validate`),
-latency at 1/4/16 clients, push to a real local registry and pull back by digest, cleanup of every
+latency and the load stage (1/4/16/64 clients over REST and gRPC, batching off and on; a failing level
+is exit 3), push to a real local registry and pull back by digest, cleanup of every
 container, atomic versions under a polling server, and the missing-daemon error.
 (tests/test_serving_grpc.py: the gRPC API itself, against the stand-in and the real server.)
 
@@ -106,18 +107,61 @@ def test_example_passes_in_process_over_rest_and_over_grpc(example):
     assert a["details"]["contract"] == doc["contract"]  # what the served metadata was checked against
 
 
-def test_latency_through_the_container_at_1_4_16_clients(example):
-    _, _, a = example
+def test_latency_and_load_through_the_container(example):
+    """Sequential REST latency, then the load stage: 1/4/16/64 clients over REST and gRPC, in the
+    container and in a second one started with --enable_batching (the stand-in's batcher)."""
+    _, doc, a = example
     lat = a["latency"]
     assert lat["runtime"] == a["parity"]["runtime"] == PARITY_RUNTIME  # the same runtime; timed over REST
     assert a["details"]["container"]["network"] in ("host", "bridge")
     assert 0 < lat["p50_ms"] <= lat["p90_ms"] <= lat["p99_ms"]
     assert lat["load_ms"] > 0 and lat["first_inference_ms"] > 0 and lat["peak_rss_mb"] > 0
-    levels = a["details"]["concurrency"]
-    assert set(levels) == {"1", "4", "16"}
-    for n, fig in levels.items():
-        assert fig["clients"] == int(n) and fig["requests"] > 0 and fig["throughput_per_s"] > 0
-        assert 0 < fig["p50_ms"] <= fig["p99_ms"]
+    load = lat["load"]
+    assert load["plan"]["levels"] == [1, 4, 16, 64] and load["plan"]["batching"] == ["off", "on"]
+    assert a["details"]["load_plan"] == doc["targets"]["serving"]["load_plan"]  # what `deploykit validate` repeats
+    assert [(lv["api"], lv["batching"], lv["clients"]) for lv in load["levels"]] == [
+        (api, batching, n) for batching in ("off", "on") for api in ("rest", "grpc") for n in (1, 4, 16, 64)]
+    for lv in load["levels"]:
+        assert lv["errors"] == 0 and lv["first_error"] is None, lv
+        assert 0 < lv["requests"] <= load["plan"]["requests"] and lv["throughput_per_s"] > 0
+        assert 0 < lv["p50_ms"] <= lv["p90_ms"] <= lv["p99_ms"] <= lv["max_ms"]
+        assert lv["seconds"] < load["plan"]["seconds"] + 5  # bounded
+
+
+def test_a_load_level_that_fails_is_exit_3(example, docker_client, tmp_path):
+    """`deploykit validate --latency` on a copy of the build whose image is the stand-in with its
+    overload TEST DOUBLE on (STANDIN_OVERLOAD_ABOVE=2: UNAVAILABLE beyond 2 requests in flight) and a
+    load budget no server meets: the 8-client levels fail with errors over each API, the 1-client
+    ones by the budget; exit 3, one line per failing level naming api, batching and level."""
+    out, _, a = example
+    copy = tmp_path / "out"
+    shutil.copytree(out, copy, symlinks=True)
+    context = tmp_path / "overloaded"
+    context.mkdir()
+    (context / "Dockerfile").write_text(f"FROM {a['details']['image']['id']}\nENV STANDIN_OVERLOAD_ABOVE=2\n")
+    image, _ = docker_client.images.build(path=str(context), tag=f"deploykit-test/overloaded:{uuid.uuid4().hex[:8]}",
+                                          rm=True, forcerm=True)
+    try:
+        manifest = json.loads((copy / "manifest.json").read_text())
+        entry = manifest["artifacts"][0]
+        entry["details"]["image"]["id"] = image.id
+        entry["details"]["load_plan"] = {"levels": [1, 8], "seconds": 0.25, "requests": 500,
+                                         "apis": ["rest", "grpc"], "batching": ["off"]}
+        entry["budget"]["load_p99_ms"] = 0.001
+        (copy / "manifest.json").write_text(json.dumps(manifest, indent=2))
+        proc = run_cli("validate", str(copy), "--latency", "--json")
+    finally:
+        docker_client.images.remove(image.id, force=True)
+    assert proc.returncode == 3, proc.stderr
+    error = json.loads(proc.stdout)["error"]
+    assert error["code"] == "budget_failed" and error["exit_code"] == 3
+    lines = error["message"].splitlines()
+    for api, first in (("rest", "HTTP 503: "), ("grpc", "gRPC UNAVAILABLE: stand-in overload double")):
+        failed = [ln for ln in lines if f"serving/float32: load {api}, batching off, 8 clients: " in ln
+                  and "requests failed" in ln]
+        assert len(failed) == 1 and f"(first: {first}" in failed[0], lines
+        over = [ln for ln in lines if f"serving/float32: load {api}, batching off, 1 client: p99_ms = " in ln]
+        assert len(over) == 1 and over[0].endswith("budget load_p99_ms <= 0.001"), lines
 
 
 def test_validate_fails_when_the_served_metadata_differs_from_the_contract(example, tmp_path):

@@ -30,8 +30,9 @@ Serving's batching session (max_batch_size, batch_timeout_micros, max_enqueued_b
 num_batch_threads; its queue-full and task-too-large errors).
 
 Test-double knob (not a TF Serving feature): `STANDIN_OVERLOAD_ABOVE=N` in the environment makes
-the stand-in answer UNAVAILABLE (REST: 503) to a signature call that arrives while N others are
-in flight, as an overloaded server would; the tests use it to make a load level fail.
+the stand-in answer UNAVAILABLE (REST: 503) to a predict, classify or regress request that arrives
+while N others are in flight (counted from arrival to answer; admitted requests are held 5 ms), as
+an overloaded server would; the tests use it to make a load level fail.
 """
 from __future__ import annotations
 
@@ -67,9 +68,6 @@ def log(msg: str) -> None:
 
 
 BATCHER: standin_batching.Batcher | None = None  # set by --enable_batching
-_OVERLOAD_ABOVE = int(os.environ.get("STANDIN_OVERLOAD_ABOVE") or 0)  # the test-double knob (see above)
-_inflight = 0
-_inflight_lock = threading.Lock()
 
 
 class Servable:
@@ -84,26 +82,15 @@ class Servable:
     def call(self, name: str, feeds: dict) -> dict:
         """Run signature `name` on `feeds` (tensors or arrays): {output: ndarray}; batched with
         other requests when the server runs with --enable_batching."""
-        global _inflight
         fn = self.loaded.signatures[name]
 
         def direct(given: dict) -> dict:
             return {k: v.numpy() for k, v in fn(**{n: tf.constant(a) for n, a in given.items()}).items()}
 
-        with _inflight_lock:
-            _inflight += 1
-            busy = _inflight
-        try:
-            if _OVERLOAD_ABOVE and busy > _OVERLOAD_ABOVE:
-                raise ServingError("UNAVAILABLE", f"stand-in overload double (STANDIN_OVERLOAD_ABOVE={_OVERLOAD_ABOVE}): "
-                                                  f"{busy} requests in flight")
-            if BATCHER is None:
-                return direct(feeds)
-            arrays = {n: (v.numpy() if isinstance(v, tf.Tensor) else np.asarray(v)) for n, v in feeds.items()}
-            return BATCHER.run((id(self), name), direct, arrays)
-        finally:
-            with _inflight_lock:
-                _inflight -= 1
+        if BATCHER is None:
+            return direct(feeds)
+        arrays = {n: (v.numpy() if isinstance(v, tf.Tensor) else np.asarray(v)) for n, v in feeds.items()}
+        return BATCHER.run((id(self), name), direct, arrays)
 
 
 def signature_defs(version_dir: Path, tags: tuple[str, ...]) -> dict:
@@ -345,7 +332,9 @@ def make_handler(core: Core):
             except ServingError as exc:
                 return self._error(exc)
             try:
-                self._send(200, predict(servable, json.loads(raw)))
+                with standin_grpc.in_flight():
+                    answer = predict(servable, json.loads(raw))
+                self._send(200, answer)
             except ServingError as exc:  # the batch queue is full, the server is overloaded
                 self._error(exc)
             except Exception as exc:  # noqa: BLE001 - a bad request, as TF Serving answers it
@@ -378,8 +367,8 @@ def main(argv: list[str]) -> None:
         params = standin_batching.read_parameters(args.batching_parameters_file)
         BATCHER = standin_batching.Batcher(params)
         log(f"batching on: {' '.join(f'{k}={v}' for k, v in params.items())}")
-    if _OVERLOAD_ABOVE:
-        log(f"test double: answering UNAVAILABLE above {_OVERLOAD_ABOVE} requests in flight")
+    if standin_grpc.OVERLOAD_ABOVE:
+        log(f"test double: answering UNAVAILABLE above {standin_grpc.OVERLOAD_ABOVE} requests in flight")
     tags = tuple(t for t in args.saved_model_tags.split(",") if t)
     core = Core({name: Model(name, base, args.file_system_poll_wait_seconds, tags) for name, base in pairs})
     if not args.rest_api_port:

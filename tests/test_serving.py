@@ -64,15 +64,43 @@ def example(tmp_path_factory, pinned_base):
     _remove_image(doc)
 
 
+OVERLOAD_TOML = """[latency]
+warmup = 2
+iterations = 20
+max_seconds = 1.0
+[serving]
+load_batching = ["off"]
+load_seconds = 0.25
+"""
+
+
 @pytest.fixture(scope="module")
-def multi(tmp_path_factory, pinned_base):
+def multi(tmp_path_factory, pinned_base, docker_client):
+    """A multi-input, multi-output model built through the CLI FROM the stand-in with its overload
+    TEST DOUBLE on (STANDIN_OVERLOAD_ABOVE=1: UNAVAILABLE to a request that arrives while another is
+    in flight), with a load stage of 1 and 8 clients (batching off) and a load budget no server meets. Parity (sequential
+    requests) passes on every backend; the load stage fails the build: exit 3, the failed build in
+    OUT.failed. Yields (out.failed, manifest, artifact, the finished CLI process)."""
     folder = tmp_path_factory.mktemp("serving-multi")
     model = models.multi_io(folder / "multi.keras")
     np.savez(folder / "multi.npz", **models.multi_io_data(48))
-    doc = deploykit.build(model=str(model), data=str(folder / "multi.npz"), targets=("serving",),
-                          out=str(folder / "out"), base_image=pinned_base, **NO_LATENCY)
-    yield folder / "out", doc, doc["artifacts"][0]
-    _remove_image(doc)
+    (folder / "overloaded").mkdir()
+    (folder / "overloaded" / "Dockerfile").write_text(f"FROM {pinned_base}\nENV STANDIN_OVERLOAD_ABOVE=1\n")
+    base, _ = docker_client.images.build(path=str(folder / "overloaded"), rm=True, forcerm=True,
+                                         tag=f"deploykit-test/standin-overloaded:{uuid.uuid4().hex[:8]}")
+    (folder / "overload.toml").write_text(OVERLOAD_TOML)
+    proc = run_cli("build", "--model", str(model), "--data", str(folder / "multi.npz"), "--target", "serving",
+                   "--out", str(folder / "out"), "--base-image", base.tags[0], "--config", str(folder / "overload.toml"),
+                   "--load-levels", "1,8", "--budget", "serving.float32.load_p99_ms=0.001", "--json")
+    failed = folder / "out.failed"
+    doc = json.loads((failed / "manifest.json").read_text()) if (failed / "manifest.json").is_file() else None
+    try:
+        assert doc is not None, proc.stderr
+        yield failed, doc, doc["artifacts"][0], proc
+    finally:
+        if doc is not None:
+            _remove_image(doc)
+        docker_client.images.remove(base.id, force=True)
 
 
 def _remove_image(doc: dict) -> None:
@@ -128,30 +156,11 @@ def test_latency_and_load_through_the_container(example):
         assert lv["seconds"] < load["plan"]["seconds"] + 5  # bounded
 
 
-def test_a_load_level_that_fails_is_exit_3(example, docker_client, tmp_path):
-    """`deploykit validate --latency` on a copy of the build whose image is the stand-in with its
-    overload TEST DOUBLE on (STANDIN_OVERLOAD_ABOVE=2: UNAVAILABLE beyond 2 requests in flight) and a
-    load budget no server meets: the 8-client levels fail with errors over each API, the 1-client
-    ones by the budget; exit 3, one line per failing level naming api, batching and level."""
-    out, _, a = example
-    copy = tmp_path / "out"
-    shutil.copytree(out, copy, symlinks=True)
-    context = tmp_path / "overloaded"
-    context.mkdir()
-    (context / "Dockerfile").write_text(f"FROM {a['details']['image']['id']}\nENV STANDIN_OVERLOAD_ABOVE=2\n")
-    image, _ = docker_client.images.build(path=str(context), tag=f"deploykit-test/overloaded:{uuid.uuid4().hex[:8]}",
-                                          rm=True, forcerm=True)
-    try:
-        manifest = json.loads((copy / "manifest.json").read_text())
-        entry = manifest["artifacts"][0]
-        entry["details"]["image"]["id"] = image.id
-        entry["details"]["load_plan"] = {"levels": [1, 8], "seconds": 0.25, "requests": 500,
-                                         "apis": ["rest", "grpc"], "batching": ["off"]}
-        entry["budget"]["load_p99_ms"] = 0.001
-        (copy / "manifest.json").write_text(json.dumps(manifest, indent=2))
-        proc = run_cli("validate", str(copy), "--latency", "--json")
-    finally:
-        docker_client.images.remove(image.id, force=True)
+def test_a_load_level_that_fails_is_exit_3(multi):
+    """The overloaded server (see `multi`): the 8-client levels fail with errors over each API, every
+    level breaks the load budget; exit 3, one line per failing level naming api, batching and level;
+    parity passed, and the levels are in the failed build's manifest."""
+    _, doc, a, proc = multi
     assert proc.returncode == 3, proc.stderr
     error = json.loads(proc.stdout)["error"]
     assert error["code"] == "budget_failed" and error["exit_code"] == 3
@@ -162,6 +171,13 @@ def test_a_load_level_that_fails_is_exit_3(example, docker_client, tmp_path):
         assert len(failed) == 1 and f"(first: {first}" in failed[0], lines
         over = [ln for ln in lines if f"serving/float32: load {api}, batching off, 1 client: p99_ms = " in ln]
         assert len(over) == 1 and over[0].endswith("budget load_p99_ms <= 0.001"), lines
+    assert doc["passed"] is False and a["passed"] is False and a["parity"]["passed"] is True
+    assert {f["kind"] for f in a["failures"]} == {"load"}
+    levels = {(lv["api"], lv["clients"]): lv for lv in a["latency"]["load"]["levels"]}
+    assert sorted(levels) == [("grpc", 1), ("grpc", 8), ("rest", 1), ("rest", 8)]
+    assert levels["rest", 1]["errors"] == levels["grpc", 1]["errors"] == 0  # multi-input rows, multi-output answers
+    assert levels["rest", 8]["errors"] > 0 and levels["grpc", 8]["errors"] > 0
+    assert a["budget"]["load_p99_ms"] == 0.001
 
 
 def test_validate_fails_when_the_served_metadata_differs_from_the_contract(example, tmp_path):
@@ -254,8 +270,8 @@ def test_push_stream_error_fails(docker_client, example):
 
 
 def test_multi_input_multi_output_over_rest_and_grpc(multi):
-    out, doc, a = multi
-    assert doc["passed"] and a["passed"]
+    out, doc, a, _ = multi
+    assert a["parity"]["passed"] and not [f for f in a["failures"] if f["kind"] != "load"]  # only its load stage failed
     assert set(a["parity"]["outputs"]) == {"score", "probs"}
     assert a["parity"]["runtime"] == PARITY_RUNTIME
     assert set(a["details"]["checks"]) == {"in-process", "rest-row", "rest-columnar", "grpc", "grpc-example"}
@@ -264,7 +280,7 @@ def test_multi_input_multi_output_over_rest_and_grpc(multi):
 
 
 def test_tf_example_signature_matches_serving_default(multi, tf):
-    out, _, a = multi
+    out, _, a, _ = multi
     loaded = tf.saved_model.load(str(out / a["path"] / "models" / a["details"]["model_name"] / "1"))
     data = models.multi_io_data(8, seed=3)
     direct = loaded.signatures["serving_default"](**{k: tf.constant(v) for k, v in data.items()})

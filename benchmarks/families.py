@@ -132,7 +132,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="dk-families-") as tmp:
         work = Path(tmp)
         settings = work / "latency.toml"
-        settings.write_text("[latency]\nwarmup = 3\niterations = 20\nmax_seconds = 2.0\n")
+        settings.write_text("[latency]\nwarmup = 3\niterations = 20\nmax_seconds = 2.0\n"
+                            "[serving]\nload_levels = []  # the load stage is benchmarks/serving.py's\n")
         LATENCY[:] = ["--config", str(settings)]
         for family in chosen:
             folder = work / family.name

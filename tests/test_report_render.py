@@ -511,3 +511,25 @@ def test_rendering_is_deterministic_and_the_document_matches_its_schema():
     first = reporting.render(doc)
     assert reporting.render(reporting.build_report(new, old)) == first  # intervals, plots and all
     assert first["report.html"].count('<svg class="plot"') == 3
+
+
+def test_the_load_stage_is_a_table_of_its_levels():
+    from deploykit.validation import load as load_stats
+
+    lat = latency(timings(1.3, seed=11), "tf-serving")
+    raw = [{"api": api, "batching": b, "clients": n, "requests": 100 * n, "errors": 3 if (api, b, n) == ("grpc", "on", 16) else 0,
+            "wrong_outputs": 0, "first_error": None, "seconds": 0.25, "timings_ms": list(timings(1.0 + n / 8, n=50))}
+           for b in ("off", "on") for api in ("rest", "grpc") for n in (1, 16)]
+    lat["load"] = load_stats.summarize(raw, {"levels": [1, 16]})
+    doc = manifest([artifact("serving", "float32", 101000, lat=lat, runtime="tf-serving")])
+    report = reporting.build_report(doc)
+    jsonschema.validate(report, reporting.schema())
+    assert len(report["artifacts"][0]["load"]) == 8
+    files = reporting.render(report)
+    rows = [ln for ln in files["report.md"].splitlines() if ln.startswith(("| serving/float32 | rest |",
+                                                                           "| serving/float32 | grpc |"))]
+    assert len(rows) == 8 and rows[0].startswith("| serving/float32 | rest | off | 1 | 100 | 0 |")
+    assert any(r.startswith("| serving/float32 | grpc | on | 16 | 1600 | 3 |") for r in rows)
+    html = files["report.html"]
+    assert html.count("<tr><td>serving/float32</td><td>") == 8 and '<td class="n over">3</td>' in html
+    assert "**Load**" not in reporting.render(reporting.build_report(two_artifacts()))["report.md"]  # none: no table

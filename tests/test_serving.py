@@ -1,7 +1,8 @@
 """The serving target end to end: model repository, image (Docker Engine API), hardened container,
 parity over REST (row and columnar) and gRPC (Predict on tensors and on serialized tf.Examples),
 the served metadata against the manifest's contract (a tampered contract fails `deploykit validate`),
-latency at 1/4/16 clients, push to a real local registry and pull back by digest, cleanup of every
+latency and the load stage (1/4/16/64 clients over REST and gRPC, batching off and on; a failing level
+is exit 3), push to a real local registry and pull back by digest, cleanup of every
 container, atomic versions under a polling server, and the missing-daemon error.
 (tests/test_serving_grpc.py: the gRPC API itself, against the stand-in and the real server.)
 
@@ -63,15 +64,43 @@ def example(tmp_path_factory, pinned_base):
     _remove_image(doc)
 
 
+OVERLOAD_TOML = """[latency]
+warmup = 2
+iterations = 20
+max_seconds = 1.0
+[serving]
+load_batching = ["off"]
+load_seconds = 0.25
+"""
+
+
 @pytest.fixture(scope="module")
-def multi(tmp_path_factory, pinned_base):
+def multi(tmp_path_factory, pinned_base, docker_client):
+    """A multi-input, multi-output model built through the CLI FROM the stand-in with its overload
+    TEST DOUBLE on (STANDIN_OVERLOAD_ABOVE=1: UNAVAILABLE to a request that arrives while another is
+    in flight), with a load stage of 1 and 8 clients (batching off) and a load budget no server meets. Parity (sequential
+    requests) passes on every backend; the load stage fails the build: exit 3, the failed build in
+    OUT.failed. Yields (out.failed, manifest, artifact, the finished CLI process)."""
     folder = tmp_path_factory.mktemp("serving-multi")
     model = models.multi_io(folder / "multi.keras")
     np.savez(folder / "multi.npz", **models.multi_io_data(48))
-    doc = deploykit.build(model=str(model), data=str(folder / "multi.npz"), targets=("serving",),
-                          out=str(folder / "out"), base_image=pinned_base, **NO_LATENCY)
-    yield folder / "out", doc, doc["artifacts"][0]
-    _remove_image(doc)
+    (folder / "overloaded").mkdir()
+    (folder / "overloaded" / "Dockerfile").write_text(f"FROM {pinned_base}\nENV STANDIN_OVERLOAD_ABOVE=1\n")
+    base, _ = docker_client.images.build(path=str(folder / "overloaded"), rm=True, forcerm=True,
+                                         tag=f"deploykit-test/standin-overloaded:{uuid.uuid4().hex[:8]}")
+    (folder / "overload.toml").write_text(OVERLOAD_TOML)
+    proc = run_cli("build", "--model", str(model), "--data", str(folder / "multi.npz"), "--target", "serving",
+                   "--out", str(folder / "out"), "--base-image", base.tags[0], "--config", str(folder / "overload.toml"),
+                   "--load-levels", "1,8", "--budget", "serving.float32.load_p99_ms=0.001", "--json")
+    failed = folder / "out.failed"
+    doc = json.loads((failed / "manifest.json").read_text()) if (failed / "manifest.json").is_file() else None
+    try:
+        assert doc is not None, proc.stderr
+        yield failed, doc, doc["artifacts"][0], proc
+    finally:
+        if doc is not None:
+            _remove_image(doc)
+        docker_client.images.remove(base.id, force=True)
 
 
 def _remove_image(doc: dict) -> None:
@@ -106,18 +135,49 @@ def test_example_passes_in_process_over_rest_and_over_grpc(example):
     assert a["details"]["contract"] == doc["contract"]  # what the served metadata was checked against
 
 
-def test_latency_through_the_container_at_1_4_16_clients(example):
-    _, _, a = example
+def test_latency_and_load_through_the_container(example):
+    """Sequential REST latency, then the load stage: 1/4/16/64 clients over REST and gRPC, in the
+    container and in a second one started with --enable_batching (the stand-in's batcher)."""
+    _, doc, a = example
     lat = a["latency"]
     assert lat["runtime"] == a["parity"]["runtime"] == PARITY_RUNTIME  # the same runtime; timed over REST
     assert a["details"]["container"]["network"] in ("host", "bridge")
     assert 0 < lat["p50_ms"] <= lat["p90_ms"] <= lat["p99_ms"]
     assert lat["load_ms"] > 0 and lat["first_inference_ms"] > 0 and lat["peak_rss_mb"] > 0
-    levels = a["details"]["concurrency"]
-    assert set(levels) == {"1", "4", "16"}
-    for n, fig in levels.items():
-        assert fig["clients"] == int(n) and fig["requests"] > 0 and fig["throughput_per_s"] > 0
-        assert 0 < fig["p50_ms"] <= fig["p99_ms"]
+    load = lat["load"]
+    assert load["plan"]["levels"] == [1, 4, 16, 64] and load["plan"]["batching"] == ["off", "on"]
+    assert a["details"]["load_plan"] == doc["targets"]["serving"]["load_plan"]  # what `deploykit validate` repeats
+    assert [(lv["api"], lv["batching"], lv["clients"]) for lv in load["levels"]] == [
+        (api, batching, n) for batching in ("off", "on") for api in ("rest", "grpc") for n in (1, 4, 16, 64)]
+    for lv in load["levels"]:
+        assert lv["errors"] == 0 and lv["first_error"] is None, lv
+        assert 0 < lv["requests"] <= load["plan"]["requests"] and lv["throughput_per_s"] > 0
+        assert 0 < lv["p50_ms"] <= lv["p90_ms"] <= lv["p99_ms"] <= lv["max_ms"]
+        assert lv["seconds"] < load["plan"]["seconds"] + 5  # bounded
+
+
+def test_a_load_level_that_fails_is_exit_3(multi):
+    """The overloaded server (see `multi`): the 8-client levels fail with errors over each API, every
+    level breaks the load budget; exit 3, one line per failing level naming api, batching and level;
+    parity passed, and the levels are in the failed build's manifest."""
+    _, doc, a, proc = multi
+    assert proc.returncode == 3, proc.stderr
+    error = json.loads(proc.stdout)["error"]
+    assert error["code"] == "budget_failed" and error["exit_code"] == 3
+    lines = error["message"].splitlines()
+    for api, first in (("rest", "HTTP 503: "), ("grpc", "gRPC UNAVAILABLE: stand-in overload double")):
+        failed = [ln for ln in lines if f"serving/float32: load {api}, batching off, 8 clients: " in ln
+                  and "requests failed" in ln]
+        assert len(failed) == 1 and f"(first: {first}" in failed[0], lines
+        over = [ln for ln in lines if f"serving/float32: load {api}, batching off, 1 client: p99_ms = " in ln]
+        assert len(over) == 1 and over[0].endswith("budget load_p99_ms <= 0.001"), lines
+    assert doc["passed"] is False and a["passed"] is False and a["parity"]["passed"] is True
+    assert {f["kind"] for f in a["failures"]} == {"load"}
+    levels = {(lv["api"], lv["clients"]): lv for lv in a["latency"]["load"]["levels"]}
+    assert sorted(levels) == [("grpc", 1), ("grpc", 8), ("rest", 1), ("rest", 8)]
+    assert levels["rest", 1]["errors"] == levels["grpc", 1]["errors"] == 0  # multi-input rows, multi-output answers
+    assert levels["rest", 8]["errors"] > 0 and levels["grpc", 8]["errors"] > 0
+    assert a["budget"]["load_p99_ms"] == 0.001
 
 
 def test_validate_fails_when_the_served_metadata_differs_from_the_contract(example, tmp_path):
@@ -210,8 +270,8 @@ def test_push_stream_error_fails(docker_client, example):
 
 
 def test_multi_input_multi_output_over_rest_and_grpc(multi):
-    out, doc, a = multi
-    assert doc["passed"] and a["passed"]
+    out, doc, a, _ = multi
+    assert a["parity"]["passed"] and not [f for f in a["failures"] if f["kind"] != "load"]  # only its load stage failed
     assert set(a["parity"]["outputs"]) == {"score", "probs"}
     assert a["parity"]["runtime"] == PARITY_RUNTIME
     assert set(a["details"]["checks"]) == {"in-process", "rest-row", "rest-columnar", "grpc", "grpc-example"}
@@ -220,7 +280,7 @@ def test_multi_input_multi_output_over_rest_and_grpc(multi):
 
 
 def test_tf_example_signature_matches_serving_default(multi, tf):
-    out, _, a = multi
+    out, _, a, _ = multi
     loaded = tf.saved_model.load(str(out / a["path"] / "models" / a["details"]["model_name"] / "1"))
     data = models.multi_io_data(8, seed=3)
     direct = loaded.signatures["serving_default"](**{k: tf.constant(v) for k, v in data.items()})

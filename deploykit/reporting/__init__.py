@@ -85,6 +85,10 @@ def _artifact_row(a: ManifestEntry) -> dict:
         "latency": {k: lat.get(k) for k in ("p50_ms", "p90_ms", "p99_ms", "max_ms", "min_ms", "throughput_per_s",
                                              "load_ms", "first_inference_ms", "iterations", "histogram")}
         if lat else None,
+        # concurrency levels of a load stage (serving), None without one
+        "load": [{k: lv.get(k) for k in ("api", "batching", "clients", "requests", "errors", "p50_ms", "p99_ms",
+                                         "throughput_per_s")} for lv in (lat.get("load") or {}).get("levels", [])]
+        or None,
     }
 
 

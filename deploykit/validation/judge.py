@@ -24,6 +24,7 @@ from deploykit.records import ArtifactRecord, BackendParity, Parity, entries
 from deploykit.runner import map_jobs
 from deploykit.targets import RunRequest, Target
 from deploykit.validation import latency as latency_stats
+from deploykit.validation import load as load_stats
 from deploykit.validation import parity
 
 
@@ -89,6 +90,8 @@ def measure_latency(target: Target, artifact, inputs: Path, settings: LatencySet
             summary["backends"][name] = {k: figures[k] for k in BACKEND_FIGURES}
             if timings is not None and facts.get("seconds") is not None:
                 timings[f"validate.latency.{artifact.target}/{artifact.variant}[{name}]"] = facts["seconds"]
+    if result.get("load"):  # concurrency levels (the serving container check's load stage)
+        summary["load"] = load_stats.summarize(result["load"]["levels"], result["load"].get("plan"))
     return {"latency": summary}
 
 
@@ -143,13 +146,23 @@ def judge(records: list[ArtifactRecord], targets: Mapping[str, Target], contract
                 log.finished(record.key, False, f"fail: {_clip(measured['error'])}", time.perf_counter() - t0)
             else:
                 record.latency = lat = measured["latency"]
-                log.finished(record.key, True, f"p50 {lat['p50_ms']:.3f} ms, p99 {lat['p99_ms']:.3f} ms",
-                             time.perf_counter() - t0)
+                log.finished(record.key, True, f"p50 {lat['p50_ms']:.3f} ms, p99 {lat['p99_ms']:.3f} ms"
+                             + _load_verdict(lat.get("load")), time.perf_counter() - t0)
     for record in records:
         lat = record.latency or {}
         facts = {"bytes": record.bytes, **{k: lat.get(k) for k in ("p50_ms", "p90_ms", "p99_ms", "load_ms")}}
         record.failures += [f.to_json() for f in parity.check_artifact_budgets(facts, record.budget)]
+        record.failures += [f.to_json() for f in load_stats.failures(lat.get("load"), record.budget)]
         record.passed = not record.failures
+
+
+def _load_verdict(load: dict | None) -> str:
+    """"; load 16 levels, 0 errors, best 1234 req/s" for a progress line ("" without a load stage)."""
+    if not load or not load.get("levels"):
+        return ""
+    levels = load["levels"]
+    best = max((lv["throughput_per_s"] or 0 for lv in levels), default=0)
+    return f"; load {len(levels)} levels, {sum(lv['errors'] for lv in levels)} errors, best {best:.0f} req/s"
 
 
 def _parity_verdict(judged, failures: list[dict], prefix: str = "") -> tuple[bool, str]:

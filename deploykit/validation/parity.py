@@ -23,12 +23,14 @@ OUTPUT_METRICS = {
     "top1_agreement": True,  # only for classification-shaped outputs: (batch, classes)
 }
 ARTIFACT_METRICS = {"bytes": False, "p50_ms": False, "p90_ms": False, "p99_ms": False, "load_ms": False}
-BUDGET_METRICS = {**OUTPUT_METRICS, **ARTIFACT_METRICS}
+# ceilings on every concurrency level of a load stage (validation/load.py; the serving container check)
+LOAD_METRICS = {"load_p50_ms": False, "load_p99_ms": False}
+BUDGET_METRICS = {**OUTPUT_METRICS, **ARTIFACT_METRICS, **LOAD_METRICS}
 
 
 @dataclass(frozen=True)
 class Failure:
-    kind: str  # "name", "shape", "value", "runtime", "latency", "size", "conversion" (the worker failed)
+    kind: str  # "name", "shape", "value", "runtime", "latency", "size", "load", "conversion" (the worker failed)
     message: str
     output: str | None = None
     metric: str | None = None

@@ -27,6 +27,10 @@ Outputs are encoded like TF Serving's default (`Tensor::AsProtoField`: typed `*_
 """
 from __future__ import annotations
 
+import contextlib
+import os
+import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import grpc
@@ -47,6 +51,34 @@ from tensorflow_serving.apis import (
 PREDICT, CLASSIFY, REGRESS = "tensorflow/serving/predict", "tensorflow/serving/classify", "tensorflow/serving/regress"
 DEFAULT_SIGNATURE = "serving_default"
 MESSAGE_LIMIT = 1024  # grpc_status_util.cc: longer messages are cut and end with ...TRUNCATED
+
+
+# the test-double knob (tensorflow_model_server_standin.py's docstring): refuse above N requests in flight
+OVERLOAD_ABOVE = int(os.environ.get("STANDIN_OVERLOAD_ABOVE") or 0)
+OVERLOAD_HOLD = 0.005  # with the knob set, an admitted request is held this long (s): clients overlap for sure
+_inflight = 0
+_inflight_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def in_flight():
+    """One predict/classify/regress request of either API, from arrival to answer; with the test-double
+    knob set, UNAVAILABLE above OVERLOAD_ABOVE of them at once (admitted ones take OVERLOAD_HOLD longer,
+    as on a slow, overloaded server, so that concurrent clients do overlap)."""
+    global _inflight
+    with _inflight_lock:
+        _inflight += 1
+        busy = _inflight
+    try:
+        if OVERLOAD_ABOVE and busy > OVERLOAD_ABOVE:
+            raise ServingError("UNAVAILABLE", f"stand-in overload double (STANDIN_OVERLOAD_ABOVE={OVERLOAD_ABOVE}): "
+                                              f"{busy} requests in flight")
+        if OVERLOAD_ABOVE:
+            time.sleep(OVERLOAD_HOLD)
+        yield
+    finally:
+        with _inflight_lock:
+            _inflight -= 1
 
 
 class ServingError(Exception):
@@ -102,11 +134,15 @@ def as_proto_field(value: np.ndarray):
     value = np.asarray(value)
     proto = tf.make_tensor_proto(value)
     dtype = tf.as_dtype(proto.dtype)
+    # make_tensor_proto already wrote a one-element tensor into its typed field: clear it too, or the
+    # value would be sent twice (a (1, 1) output as two floats)
     if dtype == tf.float16:
         proto.ClearField("tensor_content")
+        proto.ClearField("half_val")
         proto.half_val.extend(value.astype(np.float16).ravel().view(np.uint16).tolist())
     elif dtype in _FIELDS and dtype != tf.string:
         proto.ClearField("tensor_content")
+        proto.ClearField(_FIELDS[dtype])
         getattr(proto, _FIELDS[dtype]).extend(value.ravel().tolist())
     return proto
 
@@ -173,10 +209,11 @@ def _examples(inp) -> list[bytes]:
 
 def _run(servable, name: str, feeds: dict) -> dict:
     try:
-        out = servable.loaded.signatures[name](**feeds)
+        return servable.call(name, feeds)  # batched with --enable_batching (standin_batching.py)
+    except ServingError:
+        raise
     except Exception as exc:  # noqa: BLE001 - what the session would report
         raise from_tf_error(exc) from None
-    return {k: v.numpy() for k, v in out.items()}
 
 
 # ---- the RPCs --------------------------------------------------------------------------------------
@@ -318,8 +355,11 @@ def get_model_status(core, request):
 
 
 # ---- the server ------------------------------------------------------------------------------------
-def _answer(context, fn, core, request):
+def _answer(context, fn, core, request, counted: bool = False):
     try:
+        if counted:
+            with in_flight():
+                return fn(core, request)
         return fn(core, request)
     except ServingError as exc:
         message = exc.message if len(exc.message) <= MESSAGE_LIMIT else exc.message[:MESSAGE_LIMIT] + "...TRUNCATED"
@@ -331,13 +371,13 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         self.core = core
 
     def Predict(self, request, context):  # noqa: N802 - the gRPC method names
-        return _answer(context, predict, self.core, request)
+        return _answer(context, predict, self.core, request, counted=True)
 
     def Classify(self, request, context):  # noqa: N802
-        return _answer(context, classify, self.core, request)
+        return _answer(context, classify, self.core, request, counted=True)
 
     def Regress(self, request, context):  # noqa: N802
-        return _answer(context, regress, self.core, request)
+        return _answer(context, regress, self.core, request, counted=True)
 
     def GetModelMetadata(self, request, context):  # noqa: N802
         return _answer(context, get_model_metadata, self.core, request)

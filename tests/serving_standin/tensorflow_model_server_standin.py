@@ -26,6 +26,16 @@ aspired (state END), replays the warm-up requests in `assets.extra/`, polls the 
 versions, and reports a version that fails to load (state END with an error), so a half-written
 version is visible to a test. Unlike it, both APIs bind `--rest_api_bind_address` (loopback by
 default) instead of every interface.
+
+Batching: with `--enable_batching` (and `--batching_parameters_file`), every signature call of
+both APIs goes through `standin_batching.py`, a simple server-side batcher standing for TF
+Serving's batching session (max_batch_size, batch_timeout_micros, max_enqueued_batches,
+num_batch_threads; its queue-full and task-too-large errors).
+
+Test-double knob (not a TF Serving feature): `STANDIN_OVERLOAD_ABOVE=N` in the environment makes
+the stand-in answer UNAVAILABLE (REST: 503) to a predict, classify or regress request that arrives
+while N others are in flight (counted from arrival to answer; admitted requests are held 5 ms), as
+an overloaded server would; the tests use it to make a load level fail.
 """
 from __future__ import annotations
 
@@ -46,6 +56,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 sys.path.insert(1, str(Path(__file__).resolve().parent))  # standin_grpc beside this file (tests), or on PYTHONPATH
+import standin_batching  # noqa: E402
 import standin_grpc  # noqa: E402
 from standin_grpc import ServingError  # noqa: E402
 
@@ -59,6 +70,9 @@ def log(msg: str) -> None:
     print(f"[standin] {time.strftime('%H:%M:%S')} {msg}", file=sys.stderr, flush=True)
 
 
+BATCHER: standin_batching.Batcher | None = None  # set by --enable_batching
+
+
 class Servable:
     """One loaded version: TensorFlow's loaded object (to run signatures) and the MetaGraphDef's
     signature_def map (what metadata describes, as the real server reads it)."""
@@ -67,6 +81,19 @@ class Servable:
         self.loaded = tf.saved_model.load(str(version_dir), tags=list(tags))
         self.signature_defs = signature_defs(version_dir, tags)
         _ = self.loaded.signatures["serving_default"]
+
+    def call(self, name: str, feeds: dict) -> dict:
+        """Run signature `name` on `feeds` (tensors or arrays): {output: ndarray}; batched with
+        other requests when the server runs with --enable_batching."""
+        fn = self.loaded.signatures[name]
+
+        def direct(given: dict) -> dict:
+            return {k: v.numpy() for k, v in fn(**{n: tf.constant(a) for n, a in given.items()}).items()}
+
+        if BATCHER is None:
+            return direct(feeds)
+        arrays = {n: (v.numpy() if isinstance(v, tf.Tensor) else np.asarray(v)) for n, v in feeds.items()}
+        return BATCHER.run((id(self), name), direct, arrays)
 
 
 def signature_defs(version_dir: Path, tags: tuple[str, ...]) -> dict:
@@ -261,9 +288,9 @@ def _named(value) -> bool:
     return isinstance(value, dict) and set(value) != {"b64"}
 
 
-def predict(loaded, body: dict):
-    fn = loaded.signatures[body.get("signature_name", "serving_default")]
-    specs = fn.structured_input_signature[1]
+def predict(servable: Servable, body: dict):
+    name = body.get("signature_name", "serving_default")
+    specs = servable.loaded.signatures[name].structured_input_signature[1]
     names = sorted(specs)
     if "instances" in body:
         rows = body["instances"]
@@ -279,8 +306,8 @@ def predict(loaded, body: dict):
     missing = set(names) - set(feeds)
     if missing:
         raise ValueError(f"Missing input(s): {', '.join(sorted(missing))}")
-    out = fn(**{n: to_tensor(feeds[n], specs[n]) for n in names})
-    out = {k: v.numpy().tolist() for k, v in out.items()}
+    out = servable.call(name, {n: to_tensor(feeds[n], specs[n]) for n in names})
+    out = {k: v.tolist() for k, v in out.items()}
     if "instances" in body:
         if len(out) == 1:
             return {"predictions": next(iter(out.values()))}
@@ -350,7 +377,11 @@ def make_handler(core: Core):
             except ServingError as exc:
                 return self._error(exc)
             try:
-                self._send(200, predict(servable.loaded, json.loads(raw)))
+                with standin_grpc.in_flight():
+                    answer = predict(servable, json.loads(raw))
+                self._send(200, answer)
+            except ServingError as exc:  # the batch queue is full, the server is overloaded
+                self._error(exc)
             except Exception as exc:  # noqa: BLE001 - a bad request, as TF Serving answers it
                 self._send(400, {"error": f"{type(exc).__name__}: {str(exc)[:500]}"})
 
@@ -369,7 +400,7 @@ def main(argv: list[str]) -> None:
     p.add_argument("--model_base_path", default="")
     p.add_argument("--file_system_poll_wait_seconds", type=float, default=1.0)
     p.add_argument("--saved_model_tags", default="serve")
-    p.add_argument("--enable_batching", default="false")
+    p.add_argument("--enable_batching", nargs="?", const="true", default="false")
     p.add_argument("--batching_parameters_file", default="")
     signal.signal(signal.SIGTERM, lambda *_: os._exit(0))  # PID 1 in a container: stop promptly
     args, unknown = p.parse_known_args(argv)
@@ -377,6 +408,13 @@ def main(argv: list[str]) -> None:
     log(f"flags: {' '.join(flags)}" + (f" (ignored by the stand-in: {' '.join(unknown)})" if unknown else ""))
     models = (parse_config(args.model_config_file) if args.model_config_file
               else [(args.model_name, args.model_base_path, ("latest", 1))])
+    global BATCHER
+    if args.enable_batching.lower() in ("true", "1"):
+        params = standin_batching.read_parameters(args.batching_parameters_file)
+        BATCHER = standin_batching.Batcher(params)
+        log(f"batching on: {' '.join(f'{k}={v}' for k, v in params.items())}")
+    if standin_grpc.OVERLOAD_ABOVE:
+        log(f"test double: answering UNAVAILABLE above {standin_grpc.OVERLOAD_ABOVE} requests in flight")
     tags = tuple(t for t in args.saved_model_tags.split(",") if t)
     core = Core({name: Model(name, base, args.file_system_poll_wait_seconds, tags, policy)
                  for name, base, policy in models})

@@ -174,9 +174,10 @@ def _network(c) -> str:
 
 @contextlib.contextmanager
 def serving(c, image: str, model_name: str, *, deadline: float = 180.0, label: str = "serving",
-            versions: list[int] | None = None) -> Iterator[Running]:
+            versions: list[int] | None = None, flags: str | None = None) -> Iterator[Running]:
     """Start the image hardened, wait until `model_name` is AVAILABLE (every one of `versions` when
     given), yield, always stop and remove.
+    `flags`: extra tensorflow_model_server flags (the image's SERVING_FLAGS), e.g. repo.BATCHING_FLAGS.
 
     On any failure inside (startup or the caller's checks) the container's logs go to stderr.
     """
@@ -189,6 +190,8 @@ def serving(c, image: str, model_name: str, *, deadline: float = 180.0, label: s
         environment={"REST_PORT": str(rest), "GRPC_PORT": str(grpc), "HOME": "/tmp"},  # noqa: S108
         mem_limit="2g", pids_limit=512,
     )
+    if flags is not None:
+        kwargs["environment"]["SERVING_FLAGS"] = flags
     if network == "host":
         kwargs["network_mode"] = "host"
     else:

@@ -23,8 +23,12 @@ from typing import Mapping
 import numpy as np
 
 WARMUP_FILE = "tf_serving_warmup_requests"
+BATCHING_FILE = "batching_parameters.txt"
 WARMUP_ROWS = 8  # single-row requests replayed by the server before it reports AVAILABLE
 CONTAINER_MODELS = "/models"
+# tensorflow_model_server flags for server-side batching with the repository's parameters (the
+# image's SERVING_FLAGS; the Dockerfile copies the file to /models/)
+BATCHING_FLAGS = f"--enable_batching=true --batching_parameters_file={CONTAINER_MODELS}/{BATCHING_FILE}"
 
 
 def model_name(location: str) -> str:

@@ -3,21 +3,18 @@
 Row format sends `{"instances": [...]}` (one object per example, or bare values for a single
 input) and reads `{"predictions": [...]}`; columnar sends `{"inputs": {...}}` and reads
 `{"outputs": ...}`. Both come back as the same dict of numpy arrays, one per output name.
-Latency: single-row requests, sequential (p50/p90/p99), then 1, 4 and 16 concurrent clients
-(throughput and percentiles at each level).
+Latency: single-row requests, sequential (p50/p90/p99); the load stage (concurrent clients over
+REST and gRPC) is `load.py`.
 """
 from __future__ import annotations
 
 import threading
-import time
-from concurrent.futures import ThreadPoolExecutor
 from typing import Mapping
 
 import numpy as np
 
 from deploykit.validation.latency import Sampling, timed_calls
 
-CONCURRENCY = (1, 4, 16)
 CHUNK_ROWS = 64  # rows per parity request
 
 
@@ -102,35 +99,3 @@ def sequential(client: RestClient, inputs: Mapping[str, np.ndarray], warmup: int
     """(per-request milliseconds, first request ms, why sampling stopped): one client, one row per request."""
     bodies = single_rows(inputs)
     return timed_calls(lambda i: client._post({"inputs": bodies[i % len(bodies)]}), warmup, sampling)
-
-
-def concurrent(call, bodies: list, clients: int, seconds: float) -> dict:
-    """`clients` threads each calling `call(body)` back to back for `seconds`: throughput and percentiles."""
-    stop = time.perf_counter() + seconds
-    per_thread: list[list[float]] = [[] for _ in range(clients)]
-
-    def worker(k: int) -> None:
-        i = k
-        while time.perf_counter() < stop:
-            t = time.perf_counter()
-            call(bodies[i % len(bodies)])
-            per_thread[k].append((time.perf_counter() - t) * 1000)
-            i += clients
-
-    started = time.perf_counter()
-    with ThreadPoolExecutor(max_workers=clients) as pool:
-        list(pool.map(worker, range(clients)))
-    wall = time.perf_counter() - started
-    t = np.concatenate([np.asarray(x) for x in per_thread]) if any(per_thread) else np.asarray([0.0])
-    p50, p90, p99 = np.percentile(t, [50, 90, 99])
-    return {"clients": clients, "requests": int(t.size), "seconds": round(wall, 3),
-            "throughput_per_s": round(t.size / wall, 2), "p50_ms": float(p50), "p90_ms": float(p90), "p99_ms": float(p99)}
-
-
-def load_figures(client: RestClient, inputs: Mapping[str, np.ndarray], seconds: float,
-                 levels: tuple[int, ...] = CONCURRENCY) -> dict[str, dict]:
-    bodies = single_rows(inputs)
-    call = lambda body: client._post({"inputs": body})  # noqa: E731
-    for body in bodies[:4]:  # every connection warm before timing
-        call(body)
-    return {str(n): concurrent(call, bodies, n, seconds) for n in levels}

@@ -1,6 +1,6 @@
 """The serving target's settings: the `[serving]` table (or top-level keys, as before), and the
 `--model-name`, `--model-version`, `--model-base-path`, `--version-policy`, `--base-image`, `--push`,
-`--no-container` options."""
+`--no-container`, `--load-levels`, `--load-seconds` options."""
 from __future__ import annotations
 
 import re
@@ -23,6 +23,20 @@ class ServingSettings:
     base_image: str | None = None  # FROM image (None: DEPLOYKIT_SERVING_BASE_IMAGE, else tensorflow/serving)
     push: str | None = None  # push the image to REGISTRY/REPO:TAG after every check passed
     container: bool = True  # build the image and validate through it (False: in-process only)
+    # the container check's load stage (latency phase only; targets/serving/load.py); () skips it
+    load_levels: tuple[int, ...] = (1, 4, 16, 64)  # concurrent clients per level
+    load_seconds: float = 0.25  # per level and API ...
+    load_requests: int = 2000  # ... and at most this many requests per level
+    load_apis: tuple[str, ...] = ("rest", "grpc")
+    load_batching: tuple[str, ...] = ("off", "on")  # "on": a second container with --enable_batching
+
+
+def int_list(text: str) -> tuple[int, ...]:
+    """`--load-levels 1,4,16` -> (1, 4, 16) (a click type: a ValueError is a usage error, exit 2)."""
+    try:
+        return tuple(int(x) for x in str(text).split(",") if x.strip())
+    except ValueError:
+        raise ValueError(f"expected comma-separated whole numbers, e.g. 1,4,16,64, got {text!r}") from None
 
 
 OPTIONS = (
@@ -42,7 +56,12 @@ OPTIONS = (
            metavar="REGISTRY/REPO:TAG"),
     Option("--no-container", "container", "serving: skip the image and the container check (in-process check only).",
            kind="flag", flag_value=False),
+    Option("--load-levels", "load_levels", "serving: concurrent clients per load level, over REST and gRPC, "
+           "batching off and on (default: 1,4,16,64; 0 skips the load stage).", metavar="LIST", type=int_list),
+    Option("--load-seconds", "load_seconds", "serving: seconds per load level and API (default: 0.25).",
+           metavar="S", type=float),
 )
+MAX_CLIENTS = 256
 
 
 def check(s: ServingSettings) -> None:
@@ -61,6 +80,20 @@ def check(s: ServingSettings) -> None:
         raise BadInputError(f"--model-base-path {s.model_base_path!r}: expected a folder")
     if s.base_image is not None:
         check_image_ref(s.base_image, "--base-image")
+    levels = s.load_levels
+    if levels == (0,):
+        levels = ()
+    if any(not isinstance(n, int) or n < 1 or n > MAX_CLIENTS for n in levels) or len(set(levels)) != len(levels):
+        raise BadInputError(f"serving.load_levels: expected distinct client counts from 1 to {MAX_CLIENTS} "
+                            f"(or 0 / [] to skip the load stage), got {list(s.load_levels)}")
+    if not 0 < s.load_seconds <= 60:
+        raise BadInputError(f"serving.load_seconds: expected seconds per level in (0, 60], got {s.load_seconds!r}")
+    if s.load_requests < 1:
+        raise BadInputError(f"serving.load_requests: expected at least 1 request per level, got {s.load_requests!r}")
+    for key, known in (("load_apis", ("rest", "grpc")), ("load_batching", ("off", "on"))):
+        given = getattr(s, key)
+        if not given or any(v not in known for v in given) or len(set(given)) != len(given):
+            raise BadInputError(f"serving.{key}: expected a list of {' and '.join(known)}, got {list(given)}")
     if s.push:
         check_image_ref(s.push, "--push")
         if not s.container:

@@ -23,9 +23,12 @@ Validation (every check is a backend of the runtime, each judged against the ref
      it counts, gRPC `GetModelStatus` (the version AVAILABLE) and `GetModelMetadata` and REST
      `/metadata` must describe the manifest's contract (`metadata.py`: signature names, methods,
      input/output names, dtypes, shapes); a difference fails the artifact, naming each one.
-Latency (the latency phase, one artifact at a time): a container of its own, p50/p90/p99 over REST
-and throughput at 1, 4 and 16 clients; in process with `--no-container`. Containers are always
-stopped and removed. `--push REGISTRY/REPO:TAG` pushes the image after every check passed
+Latency (the latency phase, one artifact at a time): a container of its own, p50/p90/p99 of
+sequential single-row REST requests, then the load stage (`load.py`): 1, 4, 16 and 64 concurrent
+clients over REST and over gRPC, in that container (batching off) and in a second one started with
+`--enable_batching` and the repository's `batching_parameters.txt` (batching on); a level with
+errors or over a `load_p50_ms`/`load_p99_ms` budget fails the artifact (`validation/load.py`).
+In process with `--no-container` (no load stage). Containers are always stopped and removed. `--push REGISTRY/REPO:TAG` pushes the image after every check passed
 (`after_validation`); `deploykit publish` pushes it through `publish_artifact`.
 
 The base image is `--base-image`, else DEPLOYKIT_SERVING_BASE_IMAGE, else tensorflow/serving:2.19.0.
@@ -48,6 +51,7 @@ import numpy as np
 from deploykit.errors import BadInputError, DeployKitError, MissingRuntimeError, OutputUnwritableError
 from deploykit.targets.base import Artifact, RunRequest, Target
 from deploykit.targets.serving import container as ctr
+from deploykit.targets.serving import load as load
 from deploykit.targets.serving import repo as repo
 from deploykit.targets.serving import settings as serving_settings
 from deploykit.targets.serving import versions as vers
@@ -118,6 +122,8 @@ class ServingTarget(Target):
             "model_name": self._model_name, "signatures": sorted(signatures),
             "inputs": model.contract.input_names, "base_image": self._base_image,
             "container_check": bool(self.settings.container),
+            # the latency phase's load stage, recorded so that `deploykit validate` repeats it
+            "load_plan": load_plan(self.settings).to_json(),
             # what the running server's metadata must describe (checked over gRPC and REST)
             "contract": model.contract.to_json(),
         }
@@ -318,13 +324,15 @@ class ServingTarget(Target):
         return answer
 
     @contextlib.contextmanager
-    def _container(self, artifact: Artifact):
+    def _container(self, artifact: Artifact, batching: bool = False):
         from deploykit.targets.serving.rest import RestClient
 
         details = artifact.details
         c = self._client or ctr.client()
         model = details["model_name"]
-        with ctr.serving(c, details["image"]["id"], model, label=f"serving-{model}", versions=_served(details)) as running:
+        flags, label = (repo.BATCHING_FLAGS, f"serving-{model}-batching") if batching else (None, f"serving-{model}")
+        with ctr.serving(c, details["image"]["id"], model, label=label, versions=_served(details),
+                         flags=flags) as running:
             load_ms = (time.perf_counter() - running.started) * 1000
             yield running, RestClient(running.rest_url, model, version=details["model_version"]), load_ms
 
@@ -351,8 +359,8 @@ class ServingTarget(Target):
         return f"{server}; in-process tensorflow {version('tensorflow')}"
 
     def _latency_run(self, artifact: Artifact, inputs: dict, request: RunRequest) -> dict:
-        """Through the container when there is one (REST, then 1/4/16 clients), else in process."""
-        from deploykit.targets.serving.rest import load_figures, sequential
+        """Through the container when there is one (sequential REST, then the load stage), else in process."""
+        from deploykit.targets.serving.rest import sequential
         from deploykit.validation.latency import Sampling
 
         details = artifact.details
@@ -362,16 +370,30 @@ class ServingTarget(Target):
             version_dir = Path(artifact.path) / "models" / details["model_name"] / str(details["model_version"])
             return self._in_worker("in_process_latency_job", version_dir, request)
         lat = request.latency
+        # the build's plan (so `deploykit validate` repeats it), else this target's settings
+        plan = load.Plan.from_json(details["load_plan"]) if details.get("load_plan") else load_plan(self.settings)
+        model, version = details["model_name"], details["model_version"]
+        rows = load.single_rows(inputs)
+        levels: list[dict] = []
         with self._container(artifact) as (running, client, load_ms):
             timings, first_ms, stopped = sequential(client, inputs, lat.warmup, Sampling.of(lat))
-            figures = load_figures(client, inputs, seconds=min(2.0, lat.max_seconds))
+            if plan.levels:  # the answers every loaded request is checked against: this server's, one row at a time
+                expected = load.expected_outputs(running.rest_url, model, version, rows)
+                if "off" in plan.batching:
+                    levels += load.measure(plan, "off", running.rest_url, f"127.0.0.1:{running.grpc_port}", model,
+                                           version, rows, expected)
             memory = _memory_mb(running.container)
-        if isinstance(details, dict):
-            details["concurrency"] = figures
+        if plan.levels and "on" in plan.batching:  # server-side batching: a container started with it
+            with self._container(artifact, batching=True) as (running, _, _):
+                levels += load.measure(plan, "on", running.rest_url, f"127.0.0.1:{running.grpc_port}", model,
+                                       version, rows, expected)
         return {"ok": True, "timings_ms": timings, "stopped": stopped, "warmup": lat.warmup, "load_ms": load_ms,
                 "first_inference_ms": first_ms, "peak_rss_mb": memory, "threads": None,
-                "runtime": _container_runtime(details),  # parity's name; timed over REST (details.concurrency too)
-                "runtime_version": self._runtime_version(details), "concurrency": figures}
+                "runtime": _container_runtime(details),  # parity's name; timed over REST (the load also over gRPC)
+                "runtime_version": self._runtime_version(details),
+                "load": {"plan": {**plan.to_json(), "rows": len(rows), "tolerance": load.TOLERANCE,
+                                  "network": running.network},
+                         "levels": levels} if plan.levels else None}
 
     # ---- hooks after validation ------------------------------------------------------------------
     def after_validation(self, records, rep) -> dict | None:
@@ -478,6 +500,13 @@ def _container_runtime(details) -> str:
         method = (details.get("container") or {}).get("tf_example_method")
         backends.append(example_backend(method, details["contract"]) if method and details.get("contract") else "grpc-example")
     return f"tf-serving[{','.join(backends)}]"
+
+
+def load_plan(settings) -> load.Plan:
+    """The load stage these settings ask for (`load_levels = []` or `0`: none)."""
+    levels = tuple(n for n in settings.load_levels if n)
+    return load.Plan(levels, settings.load_seconds, settings.load_requests, tuple(settings.load_apis),
+                     tuple(settings.load_batching))
 
 
 def _image_id(entry) -> str | None:

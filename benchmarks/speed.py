@@ -197,7 +197,7 @@ def stages(timings: dict, wall: float) -> list[dict]:
                          f"{sum(leaves.values()):.1f} s summed)", "seconds": seconds, "counted": True, "timed": True})
         else:
             rows.append({"group": stage, "stage": f"{stage} (rest: not in any {stage}.* key)" if leaves else stage,
-                         "seconds": max(0.0, rest) if leaves else seconds, "counted": True, "timed": not leaves})
+                         "seconds": max(0.0, rest) if leaves else seconds, "counted": True, "timed": True})  # inside a timed stage
     if total is not None:
         rows.append({"group": "inside", "stage": "set-up and after validation (timings.total - stages)",
                      "seconds": max(0.0, total - inside), "counted": True, "timed": False})

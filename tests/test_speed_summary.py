@@ -1,0 +1,109 @@
+"""benchmarks/speed.py's arithmetic on recorded figures: the stage table adds up to the wall, backend
+rows are not counted twice, missing timing keys are named, and each goal's ratio and verdict (no
+TensorFlow, no build)."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from benchmarks import speed  # noqa: E402
+
+# the `timings` of a real manifest (bundled example, tflite,js,serving float32, this checkout's pipeline)
+RECORDED = {"intake_seconds": 6.372, "convert_seconds": 0.003, "validate_seconds": 13.353, "total_seconds": 23.49,
+            "intake.import_tensorflow": 3.769, "intake.load": 0.174, "intake.reference": 0.064,
+            "intake.noise_floor": 0.017, "intake.export_saved_model": 0.356, "intake.preflight_tflite": 0.907,
+            "intake.write_tflite_float32": 0.0, "intake.preflight_js": 0.432, "intake.write_js_float32": 0.001,
+            "intake.preflight_serving": 0.301, "intake.write_serving_float32": 0.038}
+# the keys being added: per artifact, with [backend] rows inside js's
+NEWER = {**RECORDED, "validate.parity.tflite/float32": 0.2, "validate.parity.js/float32": 3.1,
+         "validate.parity.js/float32[cpu]": 1.0, "validate.parity.js/float32[wasm]": 0.9,
+         "validate.parity.serving/float32": 4.8, "validate.latency.tflite/float32": 0.2,
+         "validate.latency.js/float32[wasm]": 4.2, "validate.latency.serving/float32": 0.5}
+ARTIFACTS = [{"target": t, "variant": "float32", "p50_ms": 1.0} for t in ("tflite", "js", "serving")]
+
+
+def counted(rows):
+    return sum(r["seconds"] for r in rows if r["counted"])
+
+
+def test_stage_rows_add_up_to_the_wall_and_name_the_remainders():
+    rows = speed.stages(RECORDED, 25.7)
+    assert counted(rows) == pytest.approx(25.7, abs=0.01)
+    by = {r["stage"]: r for r in rows}
+    assert by["process start, imports, manifest and report (wall - timings.total)"]["seconds"] == pytest.approx(2.21)
+    assert by["intake (rest: not in any intake.* key)"]["seconds"] == pytest.approx(6.372 - 6.059, abs=1e-3)
+    assert by["validate"]["share"] == pytest.approx(13.353 / 25.7, abs=1e-4)
+    assert speed.top_stage(rows)["stage"] == "validate"
+    assert speed.accounted({"stages": rows, "wall_seconds": 25.7}) == pytest.approx(19.728 / 25.7, abs=1e-3)
+
+
+def test_backend_rows_inside_a_timed_artifact_are_not_counted_twice():
+    rows = speed.stages(NEWER, 25.7)
+    assert counted(rows) == pytest.approx(25.7, abs=0.01)
+    by = {r["stage"].strip(): r for r in rows}
+    assert not by["validate.parity.js/float32[cpu]"]["counted"]  # inside validate.parity.js/float32
+    assert by["validate.latency.js/float32[wasm]"]["counted"]  # no un-suffixed row: it is the leaf
+    table = speed.profile_table(rows, 25.7)
+    assert "within the row above" in table and "| **wall**" in table
+
+
+def test_steps_run_side_by_side_count_the_stage_wall_once():
+    timings = {"validate_seconds": 5.0, "total_seconds": 6.0, "validate.parity.a/x": 4.0, "validate.parity.b/x": 4.0}
+    rows = speed.stages(timings, 6.0)
+    assert counted(rows) == pytest.approx(6.0)
+    assert [r["stage"] for r in rows if r["group"] == "validate" and r["counted"]] == [
+        "validate (wall; its steps ran side by side, 8.0 s summed)"]
+
+
+def test_missing_keys_are_named_until_the_manifest_has_them():
+    old = {"timings": RECORDED, "artifacts": ARTIFACTS}
+    assert speed.missing_keys(old) == [f"validate.{k}.{t}/float32" for t in ("tflite", "js", "serving")
+                                       for k in ("parity", "latency")]
+    assert speed.missing_keys({"timings": NEWER, "artifacts": ARTIFACTS}) == []
+    row = speed.g2([{"name": "example", "builds": [{**old, "label": "A", "wall_seconds": 25.7,
+                                                      "stages": speed.stages(RECORDED, 25.7)}]}])[0]
+    assert (row["measured"], row["status"]) == ("4/10", "MISS")
+
+
+def build(wall, timings=RECORDED, **extra):
+    return {"label": "A", "wall_seconds": wall, "error": None, "timings": timings, "artifacts": ARTIFACTS,
+            "stages": speed.stages(timings, wall), "peak_rss_mb": 900.0,
+            "largest_sampled": {"mb": 880.0, "role": "intake worker"}, **extra}
+
+
+def test_g1_ratio_against_the_clis_and_the_stage_that_holds_it_back():
+    slow = {"name": "mobilenetv2", "params": 3_538_984, "memory_mb": 13.5, "cli": {"seconds": 27.0, "failed": []},
+            "builds": [build(121.0)]}
+    row = speed.g1([slow])[0]
+    assert row["ratio"] == pytest.approx(121 / 27 / 0.6, abs=1e-3) and row["status"] == "MISS"
+    assert row["held_back_by"].startswith("process start, imports")  # 97.5 s outside timings.total here
+    assert "105 s over the goal" in row["held_back_by"]
+    fast = {**slow, "builds": [build(15.0, {**RECORDED, "total_seconds": 14.0})]}
+    assert speed.g1([fast])[0]["status"] == "PASS"
+
+
+def test_g3_intervals_overlap_or_not_or_are_absent():
+    def model(ci_a, ci_b):
+        arts = [[{"target": "tflite", "variant": "float32", "p50_ms": 1.0, "p50_ci_ms": c, "p99_ci_ms": c}] for c in (ci_a, ci_b)]
+        return {"name": "example", "builds": [{"artifacts": a, "litert_loop": {"deviation": 0.05, "deploykit_p50_ms": 1.05,
+                                                                                "p50_ms": 1.0, "invoke_p50_ms": 0.9}}
+                                               for a in arts]}
+    near, interval = speed.g3([model([1.0, 1.1], [1.05, 1.2])])
+    assert (near["status"], near["ratio"]) == ("PASS", 0.5)
+    assert interval["status"] == "PASS"
+    assert speed.g3([model([1.0, 1.1], [1.2, 1.3])])[1]["status"] == "MISS"
+    assert speed.g3([model(None, None)])[1]["status"] == "-"
+
+
+def test_g5_spread_and_peak_memory_limit():
+    small = {"name": "example", "params": 25_000, "memory_mb": 0.1, "builds": [build(25.0)]}
+    large = {"name": "resnet50", "params": 25_000_000, "memory_mb": 95.4, "builds": [build(250.0, peak_rss_mb=850.0)]}
+    baseline = {"name": "tiny", "params": 10, "memory_mb": 0.0, "builds": [build(24.0, peak_rss_mb=700.0)]}
+    spread, rss_small, rss_large = speed.g5([small, large], baseline)
+    assert spread["ratio"] == pytest.approx((1000 / 10) / 2)  # 1000 s/M vs 10 s/M
+    assert "10-parameter build takes 24.0 s" in spread["held_back_by"]
+    assert rss_small["status"] == "MISS" and rss_small["ratio"] == pytest.approx(900 / 700.2, abs=1e-3)
+    assert rss_large["status"] == "PASS" and rss_large["ratio"] == pytest.approx(850 / (700 + 2 * 95.4), abs=1e-3)

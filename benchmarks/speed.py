@@ -163,7 +163,7 @@ def artifact_facts(manifest: dict) -> list[dict]:
     for a in manifest.get("artifacts", []):
         lat = a.get("latency") or {}
         rows.append({"target": a["target"], "variant": a["variant"], "path": a.get("path"), "passed": a.get("passed"),
-                     **{k: lat.get(k) for k in ("p50_ms", "p99_ms", "p50_ci_ms", "p99_ci_ms", "iterations", "runtime")}})
+                     **{k: lat.get(k) for k in ("p50_ms", "p99_ms", "p50_ci_ms", "p99_ci_ms", "iterations", "stopped", "runtime")}})
     return rows
 
 
@@ -183,6 +183,17 @@ def children(timings: dict, stage: str) -> tuple[dict, dict]:
         base = k.split("[", 1)[0]
         (subs if base != k and base in keys else leaves)[k] = v
     return leaves, subs
+
+
+def side_by_side(leaves: dict, seconds: float) -> dict:
+    """The steps of a stage that ran side by side, when their sum exceeds the stage's wall: the
+    sub-group (`validate.parity.*`, `validate.latency.*`, ...) whose removal leaves a sum that fits,
+    the largest such; else every step."""
+    groups: dict[str, dict] = {}
+    for k, v in leaves.items():
+        groups.setdefault(".".join(k.split(".")[:2]), {})[k] = v
+    fits = [g for g in groups.values() if sum(leaves.values()) - sum(g.values()) <= seconds]
+    return max(fits, key=lambda g: sum(g.values())) if fits and len(groups) > 1 else leaves
 
 
 def stages(timings: dict, wall: float) -> list[dict]:
@@ -207,11 +218,14 @@ def stages(timings: dict, wall: float) -> list[dict]:
                      for s, sv in subs.items() if s.split("[", 1)[0] == k]
         rest = seconds - sum(leaves.values())
         if leaves and rest < -0.05 * seconds:  # steps that ran side by side (--jobs): their sum exceeds the stage
+            parallel = side_by_side(leaves, seconds)
             for r in rows:
-                if r["group"] == stage:
+                if r["group"] == stage and r["stage"].strip().split("[", 1)[0] in parallel:
                     r["counted"] = False
-            rows.append({"group": stage, "stage": f"{stage} (wall; its steps ran side by side, "
-                         f"{sum(leaves.values()):.1f} s summed)", "seconds": seconds, "counted": True, "timed": True})
+            prefix = os.path.commonprefix(list(parallel)).rstrip("./") if len(parallel) > 1 else stage
+            rows.append({"group": stage, "stage": f"{prefix} (wall: {seconds - (sum(leaves.values()) - sum(parallel.values())):.1f} s "
+                         f"for {len(parallel)} steps run side by side, {sum(parallel.values()):.1f} s summed)",
+                         "seconds": seconds - (sum(leaves.values()) - sum(parallel.values())), "counted": True, "timed": True})
         else:
             rows.append({"group": stage, "stage": f"{stage} (rest: not in any {stage}.* key)" if leaves else stage,
                          "seconds": max(0.0, rest) if leaves else seconds, "counted": True, "timed": True})  # inside a timed stage
@@ -424,9 +438,10 @@ def goal_row(goal: str, what: str, measured: str, target: str, ratio: float | No
             "held_back_by": held[:400] if status in ("MISS", "ERROR") else ""}
 
 
-def held_by(build: dict) -> str:
-    top = top_stage(build.get("stages") or [])
-    return f"{top['stage']} {top['seconds']:.1f} s ({top['share']:.0%} of wall)" if top else "no timings"
+def held_by(build: dict, n: int = 3) -> str:
+    """The build's largest counted stages, largest first."""
+    counted = sorted((r for r in build.get("stages") or [] if r["counted"]), key=lambda r: -r["seconds"])[:n]
+    return ", ".join(f"{r['stage']} {r['seconds']:.1f} s ({r['share']:.0%})" for r in counted) or "no timings"
 
 
 def g1(models: list[dict]) -> list[dict]:
@@ -599,6 +614,14 @@ def show_manifests(args) -> int:
     return 0
 
 
+def finish(doc: dict, args, started: float) -> str:
+    doc["machine"]["load_average_end"] = os.getloadavg()[0]
+    doc["wall_seconds"] = round(time.perf_counter() - started, 1)
+    doc["summary"] = summary(doc)
+    (args.out / "speed.json").write_text(json.dumps(doc, indent=2, default=str) + "\n")
+    return render(doc) + "".join(f"\nerror: {k}: {v}" for k, v in (doc.get("errors") or {}).items())
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     if args.manifest:
@@ -612,15 +635,19 @@ def main(argv=None) -> int:
            "settings": {"build": BUILD_ARGS, "parity_rows": PARITY_ROWS, "litert_loop": LOOP, "models": args.models},
            "models": []}
     with tempfile.TemporaryDirectory(prefix="deploykit-speed-") as tmp:
-        doc["baseline"] = bench_model("tiny", args, Path(tmp))
-        for name in args.models:
-            doc["models"].append(bench_model(name, args, Path(tmp)))
-    doc["machine"]["load_average_end"] = os.getloadavg()[0]
-    doc["wall_seconds"] = round(time.perf_counter() - started, 1)
-    doc["summary"] = summary(doc)
-    text = render(doc)
-    (args.out / "speed.json").write_text(json.dumps(doc, indent=2, default=str) + "\n")
-    print(text)
+        for name in ["tiny", *args.models]:
+            try:
+                result = bench_model(name, args, Path(tmp))
+            except Exception as exc:  # noqa: BLE001 - a model that cannot be made or measured is a result
+                log(f"{name}: {type(exc).__name__}: {exc}")
+                doc.setdefault("errors", {})[name] = f"{type(exc).__name__}: {exc}"
+                continue
+            if name == "tiny":
+                doc["baseline"] = result
+            else:
+                doc["models"].append(result)
+            finish(doc, args, started)  # rewritten after each model: a partial run keeps its figures
+    print(finish(doc, args, started))
     print(f"wrote {args.out / 'speed.json'}")
     return 0
 

@@ -50,12 +50,20 @@ def test_backend_rows_inside_a_timed_artifact_are_not_counted_twice():
     assert "within the row above" in table and "| **wall**" in table
 
 
-def test_steps_run_side_by_side_count_the_stage_wall_once():
+def test_steps_run_side_by_side_count_their_wall_once():
     timings = {"validate_seconds": 5.0, "total_seconds": 6.0, "validate.parity.a/x": 4.0, "validate.parity.b/x": 4.0}
     rows = speed.stages(timings, 6.0)
     assert counted(rows) == pytest.approx(6.0)
     assert [r["stage"] for r in rows if r["group"] == "validate" and r["counted"]] == [
-        "validate (wall; its steps ran side by side, 8.0 s summed)"]
+        "validate.parity (wall: 5.0 s for 2 steps run side by side, 8.0 s summed)"]
+    # parity side by side (--jobs), latency one at a time: the latency steps keep their own rows
+    timings = {"validate_seconds": 10.0, "total_seconds": 11.0, "validate.parity.a/x": 4.0, "validate.parity.b/x": 4.0,
+               "validate.parity.c/x": 3.0, "validate.latency.a/x": 2.5, "validate.latency.b/x": 1.5}
+    rows = speed.stages(timings, 11.0)
+    assert counted(rows) == pytest.approx(11.0)
+    assert {r["stage"]: r["seconds"] for r in rows if r["group"] == "validate" and r["counted"]} == {
+        "validate.latency.a/x": 2.5, "validate.latency.b/x": 1.5,
+        "validate.parity (wall: 6.0 s for 3 steps run side by side, 11.0 s summed)": 6.0}
 
 
 def test_missing_keys_are_named_until_the_manifest_has_them():

@@ -47,6 +47,9 @@ G3_MODELS = ("example", "mobilenetv2")
 PARITY_ROWS = 8
 BUILD_ARGS = ["--target", "tflite,js,serving", "--quantize", "float32", "--no-container"]
 G1_RATIO, G3_DEVIATION, G5_SPREAD, G5_RSS_FACTOR, G2_ACCOUNTED = 0.6, 0.10, 2.0, 2.0, 0.9
+# the steps of the build that do what the two CLIs do (one TensorFlow import, load, the two float32 conversions,
+# which the intake's preflights write): what the build cannot go below without faster converters
+G1_SAME_WORK = ("intake.import_tensorflow", "intake.load", "intake.preflight_tflite", "intake.preflight_js")
 STAGES = ("intake", "convert", "validate")  # the manifest's top-level stages, in order
 LOOP = {"warmup": 50, "iterations": 2000, "max_seconds": 10.0}  # the independent LiteRT loop
 
@@ -435,7 +438,7 @@ def goal_row(goal: str, what: str, measured: str, target: str, ratio: float | No
         status = "-" if ratio is None else "PASS" if ratio <= 1 else "MISS"
     return {"goal": goal, "what": what, "measured": measured, "target": target,
             "ratio": None if ratio is None else round(ratio, 3), "status": status,
-            "held_back_by": held[:400] if status in ("MISS", "ERROR") else ""}
+            "held_back_by": held[:600] if status in ("MISS", "ERROR") else ""}
 
 
 def held_by(build: dict, n: int = 3) -> str:
@@ -456,9 +459,14 @@ def g1(models: list[dict]) -> list[dict]:
             continue
         ratio = build["wall_seconds"] / cli["seconds"]
         over = build["wall_seconds"] - G1_RATIO * cli["seconds"]
+        timings = build.get("timings") or {}
+        same = [k for k in G1_SAME_WORK if isinstance(timings.get(k), (int, float))]
+        floor = sum(timings[k] for k in same)
+        floor_text = (f"; the CLIs' own work inside it ({', '.join(k.removeprefix('intake.') for k in same)}) takes "
+                      f"{floor:.1f} s = {floor / cli['seconds']:.2f}x the CLIs") if same else ""
         rows.append(goal_row("G1", f"{m['name']}: deploykit / CLIs",
                              f"{build['wall_seconds']:.1f} s / {cli['seconds']:.1f} s = {ratio:.2f}", f"<= {G1_RATIO}",
-                             ratio / G1_RATIO, f"{held_by(build)}; {over:.0f} s over the goal"))
+                             ratio / G1_RATIO, f"{held_by(build)}; {over:.0f} s over the goal{floor_text}"))
     return rows
 
 

@@ -89,6 +89,7 @@ def test_g1_ratio_against_the_clis_and_the_stage_that_holds_it_back():
     assert row["ratio"] == pytest.approx(121 / 27 / 0.6, abs=1e-3) and row["status"] == "MISS"
     assert row["held_back_by"].startswith("process start, imports")  # 97.5 s outside timings.total here
     assert "105 s over the goal" in row["held_back_by"]
+    assert "takes 5.3 s = 0.20x the CLIs" in row["held_back_by"]  # import + load + the two conversions
     fast = {**slow, "builds": [build(15.0, {**RECORDED, "total_seconds": 14.0})]}
     assert speed.g1([fast])[0]["status"] == "PASS"
 

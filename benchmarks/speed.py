@@ -67,9 +67,8 @@ def role(cmdline: list[str]) -> str:
                          ("chromium", "chromium (js harness)"), ("deploykit.worker call", "in-process worker"),
                          ("deploykit build", "deploykit CLI"), ("deploykit.worker", "worker")):
         if needle in text:
-            if name == "in-process worker":  # e.g. .work/serving-float32-parity.in_process_job/
-                job = next((p for p in text.split("/") if p.endswith(".in_process_job")), "")
-                return f"worker {job.removesuffix('.in_process_job')}" if job else name
+            if name == "in-process worker":  # its job's scratch folder, e.g. serving-float32-parity.in_process_job
+                return f"worker {Path(cmdline[-1]).parent.name}" if len(cmdline) > 1 else name
             return name
     return Path(cmdline[0]).name if cmdline else "?"
 

@@ -17,11 +17,21 @@ RECORDED = {"intake_seconds": 6.372, "convert_seconds": 0.003, "validate_seconds
             "intake.noise_floor": 0.017, "intake.export_saved_model": 0.356, "intake.preflight_tflite": 0.907,
             "intake.write_tflite_float32": 0.0, "intake.preflight_js": 0.432, "intake.write_js_float32": 0.001,
             "intake.preflight_serving": 0.301, "intake.write_serving_float32": 0.038}
-# the keys being added: per artifact, with [backend] rows inside js's
-NEWER = {**RECORDED, "validate.parity.tflite/float32": 0.2, "validate.parity.js/float32": 3.1,
-         "validate.parity.js/float32[cpu]": 1.0, "validate.parity.js/float32[wasm]": 0.9,
-         "validate.parity.serving/float32": 4.8, "validate.latency.tflite/float32": 0.2,
-         "validate.latency.js/float32[wasm]": 4.2, "validate.latency.serving/float32": 0.5}
+# a manifest with per-artifact validation keys (main's pipeline after issue #16's timings): parity ran
+# side by side (--jobs 2), latency one artifact at a time, js per backend
+NEWER = {
+    "intake_seconds": 6.779, "convert_seconds": 0.027, "validate_seconds": 7.152, "total_seconds": 18.017,
+    "intake.import_tensorflow": 3.222, "intake.load": 0.226, "intake.reference": 0.068,
+    "intake.noise_floor": 0.015, "intake.reuse_saved_model": 0.001, "intake.preflight_tflite": 0.714,
+    "intake.write_tflite_float32": 0.001, "intake.preflight_js": 0.368, "intake.write_js_float32": 0.002,
+    "intake.preflight_serving": 0.405, "intake.write_serving_float32": 0.009,
+    "intake.check_serving_float32": 1.507, "validate.parity.tflite/float32": 0.204,
+    "validate.parity.serving/float32": 0.002, "validate.parity.js/float32[cpu]": 0.099,
+    "validate.parity.js/float32[wasm]": 0.061, "validate.parity.js/float32[chromium-wasm]": 1.441,
+    "validate.parity.js/float32": 1.794, "validate.latency.tflite/float32": 0.151,
+    "validate.latency.js/float32[wasm]": 1.097, "validate.latency.js/float32[chromium-wasm]": 3.632,
+    "validate.latency.js/float32": 5.201, "validate.latency.serving/float32": 0.004
+}
 ARTIFACTS = [{"target": t, "variant": "float32", "p50_ms": 1.0} for t in ("tflite", "js", "serving")]
 
 
@@ -41,12 +51,16 @@ def test_stage_rows_add_up_to_the_wall_and_name_the_remainders():
 
 
 def test_backend_rows_inside_a_timed_artifact_are_not_counted_twice():
-    rows = speed.stages(NEWER, 25.7)
-    assert counted(rows) == pytest.approx(25.7, abs=0.01)
+    rows = speed.stages(NEWER, 20.28)
+    assert counted(rows) == pytest.approx(20.28, abs=0.01)
     by = {r["stage"].strip(): r for r in rows}
-    assert not by["validate.parity.js/float32[cpu]"]["counted"]  # inside validate.parity.js/float32
-    assert by["validate.latency.js/float32[wasm]"]["counted"]  # no un-suffixed row: it is the leaf
-    table = speed.profile_table(rows, 25.7)
+    assert not by["validate.latency.js/float32[chromium-wasm]"]["counted"]  # inside validate.latency.js/float32
+    assert by["validate.latency.js/float32"]["counted"]
+    # parity ran side by side: its wall is what latency leaves of the stage
+    assert by["validate.parity (wall: 1.8 s for 3 steps run side by side, 2.0 s summed)"]["seconds"] == pytest.approx(
+        7.152 - 5.356, abs=1e-3)
+    assert speed.top_stage(rows)["stage"] == "validate.latency.js/float32"
+    table = speed.profile_table(rows, 20.28)
     assert "within the row above" in table and "| **wall**" in table
 
 

@@ -103,7 +103,8 @@ def test_g1_ratio_against_the_clis_and_the_stage_that_holds_it_back():
     assert row["ratio"] == pytest.approx(121 / 27 / 0.6, abs=1e-3) and row["status"] == "MISS"
     assert row["held_back_by"].startswith("process start, imports")  # 97.5 s outside timings.total here
     assert "105 s over the goal" in row["held_back_by"]
-    assert "takes 5.3 s = 0.20x the CLIs" in row["held_back_by"]  # import + load + the two conversions
+    assert "takes 5.3 s = 0.20x the CLIs one after another" in row["held_back_by"]  # import + load + two conversions
+    assert "4.8 s = 0.18x with the conversions side by side" in row["held_back_by"]
     fast = {**slow, "builds": [build(15.0, {**RECORDED, "total_seconds": 14.0})]}
     assert speed.g1([fast])[0]["status"] == "PASS"
 
@@ -116,8 +117,10 @@ def test_g3_intervals_overlap_or_not_or_are_absent():
                                                for a in arts]}
     near, interval = speed.g3([model([1.0, 1.1], [1.05, 1.2])])
     assert (near["status"], near["ratio"]) == ("PASS", 0.5)
-    assert interval["status"] == "PASS"
-    assert speed.g3([model([1.0, 1.1], [1.2, 1.3])])[1]["status"] == "MISS"
+    assert (interval["status"], interval["ratio"]) == ("PASS", 0.6)  # midpoints 0.075 apart, half-widths 0.125
+    disjoint = speed.g3([model([1.0, 1.1], [1.2, 1.3])])[1]
+    assert (disjoint["status"], disjoint["ratio"]) == ("MISS", 2.0)
+    assert "p50 and p99 intervals disjoint" in disjoint["held_back_by"]
     assert speed.g3([model(None, None)])[1]["status"] == "-"
 
 

@@ -23,6 +23,8 @@ import numpy as np
 
 from deploykit.targets.serving import wire
 
+from .serving_standin.standin_http import send_json
+
 MODEL = "double"
 
 
@@ -84,12 +86,7 @@ class ServingDouble:
                 body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
                 refused, y = double.answer(np.asarray(body["inputs"], dtype=np.float32))
                 code, doc = (503, {"error": refused}) if refused else (200, {"outputs": y.tolist()})
-                raw = json.dumps(doc).encode()
-                self.send_response(code)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(raw)))
-                self.end_headers()
-                self.wfile.write(raw)
+                send_json(self, code, doc)
 
         return Handler
 

@@ -6,7 +6,7 @@ Layers: Debian bookworm minbase made with debootstrap and `docker import`ed
 (`deploykit-standin-base:bookworm`), tensorflow-cpu installed with pip into a folder and copied
 in (with tensorflow-serving-api's protos; grpcio comes with tensorflow), `tensorflow_model_server_standin.py`
 installed as `/usr/bin/tensorflow_model_server`, its gRPC half `standin_grpc.py` and its batcher
-`standin_batching.py` in `/opt/tf`.
+`standin_batching.py` and `standin_http.py` in `/opt/tf`.
 First build: about 2-3 minutes; later runs: a lookup.
 
     python -m tests.serving_standin      # build (or find) it and print the tag
@@ -27,7 +27,7 @@ SUITE = "bookworm"
 MIRROR = os.environ.get("DEPLOYKIT_DEBIAN_MIRROR", "http://deb.debian.org/debian")
 TF_PIN = "tensorflow-cpu==2.19.0"
 SERVING_API_PIN = "tensorflow-serving-api==2.19.0"  # its protos: the gRPC services, PredictionLog (warm-up)
-FILES = ("Dockerfile", "tensorflow_model_server_standin.py", "standin_grpc.py", "standin_batching.py")
+FILES = ("Dockerfile", "tensorflow_model_server_standin.py", "standin_grpc.py", "standin_batching.py", "standin_http.py")
 BASE_TAG = f"deploykit-standin-base:{SUITE}"
 REPO = "deploykit-serving-standin"
 LABEL = "org.deploykit.standin"
@@ -100,8 +100,8 @@ def ensure_image() -> str:
         server = ctx / "tensorflow_model_server"
         shutil.copy(HERE / "tensorflow_model_server_standin.py", server)
         server.chmod(0o755)
-        shutil.copy(HERE / "standin_grpc.py", ctx / "standin_grpc.py")
-        shutil.copy(HERE / "standin_batching.py", ctx / "standin_batching.py")
+        for module in ("standin_grpc.py", "standin_batching.py", "standin_http.py"):
+            shutil.copy(HERE / module, ctx / module)
         _log(f"docker build {tag} (about 60 s) ...")
         client.images.build(path=str(ctx), tag=tag, buildargs={"BASE": BASE_TAG}, rm=True, forcerm=True,
                             labels={LABEL: "1"})

@@ -58,6 +58,7 @@ import tensorflow as tf  # noqa: E402
 sys.path.insert(1, str(Path(__file__).resolve().parent))  # standin_grpc beside this file (tests), or on PYTHONPATH
 import standin_batching  # noqa: E402
 import standin_grpc  # noqa: E402
+import standin_http  # noqa: E402
 from standin_grpc import ServingError  # noqa: E402
 
 HTTP_STATUS = {"INVALID_ARGUMENT": 400, "FAILED_PRECONDITION": 400, "OUT_OF_RANGE": 400, "NOT_FOUND": 404,
@@ -338,12 +339,7 @@ def make_handler(core: Core):
             pass
 
         def _send(self, code: int, doc: dict) -> None:
-            raw = json.dumps(doc).encode()
-            self.send_response(code)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(raw)))
-            self.end_headers()
-            self.wfile.write(raw)
+            standin_http.send_json(self, code, doc)
 
         def _error(self, exc: ServingError) -> None:
             self._send(HTTP_STATUS.get(exc.code, 500), {"error": exc.message})

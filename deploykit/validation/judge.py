@@ -50,9 +50,9 @@ def run_outputs(target: Target, artifact, inputs: Path, work: Path, tag: str = "
 def check_parity(target: Target, record: ArtifactRecord, contract: IOContract, reference: Mapping[str, np.ndarray],
                  work: Path, timings: dict | None = None) -> tuple[Parity, list[dict]]:
     result, outputs = run_outputs(target, record.artifact, record.inputs, work)
-    for backend, seconds in (result.get("seconds") or {}).items():  # a runtime that ran several backends
-        if timings is not None and len(result["seconds"]) > 1:
-            timings[f"validate.parity.{record.key}[{backend}]"] = seconds
+    per_backend = result.get("seconds") or {}
+    if timings is not None and len(per_backend) > 1:  # a runtime that ran several backends: each one's time
+        timings.update({f"validate.parity.{record.key}[{b}]": seconds for b, seconds in per_backend.items()})
     samples = len(next(iter(reference.values())))
     judged = Parity(samples, result.get("runtime"), result.get("runtime_version"))
     if not result.get("ok") or not outputs:
@@ -83,7 +83,7 @@ def measure_latency(target: Target, artifact, inputs: Path, settings: LatencySet
         return {"error": result.get("error", "runtime failed")}
     summary = latency_stats.summarize(result["timings_ms"], result)
     per_backend = result.get("backends") if isinstance(result.get("backends"), dict) else {}
-    if len(per_backend) > 1 or (per_backend and result.get("backend")):
+    if per_backend:  # js: one harness run per timed backend
         summary["backends"] = {}
         for name, facts in per_backend.items():
             figures = latency_stats.summarize(facts["timings_ms"], facts)

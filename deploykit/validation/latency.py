@@ -48,7 +48,7 @@ def _min_calls(q: float, z: float = Z95) -> int:
     return n
 
 
-P99_MIN_CALLS = _min_calls(0.99)  # 385
+P99_MIN_CALLS = _min_calls(0.99)  # 381
 
 
 @dataclass(frozen=True)

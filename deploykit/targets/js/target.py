@@ -304,9 +304,9 @@ class JSTarget(Target):
         label = f"js/{request.artifact.variant}"
         if request.mode == "parity":
             # the slow pure-JavaScript `cpu` backend in a process of its own, beside the others
-            groups = [[n for n in names if n == "cpu"], [n for n in names if n != "cpu"]]
+            groups = [g for g in ([n for n in names if n == "cpu"], [n for n in names if n != "cpu"]) if g]
             results = map_jobs(lambda group: run_child(cmd, {**payload, "backends": group}, work, timeout=600,
-                                                       label=label), [g for g in groups if g], len(groups))
+                                                       label=label), groups, len(groups))
             failed = next((r for r in results if not r.get("ok")), None)
             if failed is not None:
                 return failed

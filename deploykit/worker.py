@@ -49,7 +49,11 @@ def call(job: str, request: dict, *, scratch: Path, sandboxed: bool, reads: Iter
     scratch.mkdir(parents=True, exist_ok=True)
     # every target the config holds settings for: unpickling them imports their modules
     registry, roots = _target_imports(dict.fromkeys([*targets, *(getattr(config, "target_settings", None) or {})]))
-    env = {"PYTHONDONTWRITEBYTECODE": "1"}
+    # oneDNN off: on CPUs where it is on (x86 with AVX-512, this project's machines among them) grappler
+    # fuses patterns only oneDNN kernels run, e.g. Conv2D+BiasAdd+hard-swish into _FusedConv2D with
+    # _FusedHardSwish, which the TF.js converter keeps and no TF.js backend implements (MobileNetV3).
+    # Every worker converts and computes the same graph on every machine.
+    env = {"PYTHONDONTWRITEBYTECODE": "1", "TF_ENABLE_ONEDNN_OPTS": "0"}
     if roots:
         env["PYTHONPATH"] = os.pathsep.join([*roots, *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))])
     request = {**request, "registry": registry}

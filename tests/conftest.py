@@ -59,3 +59,35 @@ def tf():
     from deploykit.tfenv import tensorflow
 
     return tensorflow()
+
+
+# ---- Docker ------------------------------------------------------------------------------------
+class Containers:
+    """deploykit's containers on the daemon that were not there when a module started: another suite's on
+    a shared daemon (or a killed build's, until a build sweeps it) are not this module's to count."""
+
+    def __init__(self, c) -> None:
+        from deploykit.targets.serving import container as ctr
+
+        self.c, self._ctr = c, ctr
+        self.before = set(ctr.leftover_containers(c))
+
+    def left(self) -> list[str]:
+        return sorted(set(self._ctr.leftover_containers(self.c)) - self.before)
+
+
+@pytest.fixture(scope="module")
+def containers():
+    """A Docker client (fails loudly, exit-4 error, when no daemon runs: CI starts one) and, at the end,
+    the assertion that no container this module started is left behind."""
+    from deploykit.targets.serving import container as ctr
+
+    seen = Containers(ctr.client())
+    yield seen
+    assert seen.left() == [], "containers left behind"
+
+
+@pytest.fixture(scope="module")
+def docker_client(containers):
+    return containers.c
+

@@ -21,12 +21,15 @@ from .reliability import Workspace, assert_failure, assert_no_leftovers, snapsho
 
 pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore:You are saving your model as an HDF5 file")]
 
-# Latency long enough that the validate stage has a runtime child running when the signal lands.
+# Latency long enough that the validate stage has a runtime child running when the signal lands:
+# a floor no model reaches in 4 s, so each artifact's sampling runs into its time cap (the adaptive
+# stop would otherwise end it within a second).
 SLOW_VALIDATION = textwrap.dedent("""
     quantize = ["float32", "int8"]
     [latency]
     warmup = 2
-    iterations = 100000
+    iterations = 10000000
+    min_iterations = 10000000
     max_seconds = 4.0
     """)
 STAGES = {  # stage: (progress line that starts it, seconds to wait after it)

@@ -12,6 +12,7 @@ the registry on 127.0.0.1:5000); CI runs it from scripts/test.sh.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import subprocess
@@ -33,13 +34,6 @@ from .conftest import FAST, NO_LATENCY, ROOT, run_cli
 
 pytestmark = [pytest.mark.slow, pytest.mark.docker]
 REGISTRY = "127.0.0.1:5000"
-
-
-@pytest.fixture(scope="module")
-def docker_client():
-    c = ctr.client()  # fails loudly (exit-4 error) when no daemon runs: CI starts one
-    yield c
-    assert ctr.leftover_containers(c) == [], "containers left behind"
 
 
 @pytest.fixture(scope="module")
@@ -312,18 +306,43 @@ def test_healthcheck_needs_available_and_container_is_hardened(example, docker_c
         assert probe.exit_code != 0, "the health check must fail when the model is not AVAILABLE"
 
 
-def test_containers_are_removed_when_a_check_fails(example, docker_client, capfd):
+def test_containers_are_removed_when_a_check_fails(example, docker_client, containers, capfd):
     _, _, a = example
     image, name = a["details"]["image"]["id"], a["details"]["model_name"]
     with pytest.raises(RuntimeError, match="check failed"):
         with ctr.serving(docker_client, image, name, label="test-fail"):
             raise RuntimeError("check failed")
-    assert ctr.leftover_containers(docker_client) == []
+    assert containers.left() == []
     assert "container deploykit-test-fail" in capfd.readouterr().err  # its logs were printed
     with pytest.raises(ctr.ContainerError, match="not AVAILABLE within"):
         with ctr.serving(docker_client, image, "no_such_model", deadline=8, label="test-deadline"):
             pass
-    assert ctr.leftover_containers(docker_client) == []
+    assert containers.left() == []
+
+
+def test_a_killed_builds_containers_are_removed_by_the_next_one(example, docker_client, capfd):
+    """A build killed with SIGKILL cannot remove its container: the next container start removes the
+    containers whose owner process is gone, and keeps a live owner's and another machine's."""
+    _, _, a = example
+    image, name = a["details"]["image"]["id"], a["details"]["model_name"]
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    dead_owner = ctr.owner(child.pid)
+    child.kill()
+    child.wait()
+    owners = {"dead": dead_owner, "live": ctr.owner(), "elsewhere": "another-machine-boot-id/1/1"}
+    made = {k: docker_client.containers.create(image, name=f"deploykit-test-{k}-{uuid.uuid4().hex[:8]}",
+                                               labels={ctr.LABEL: f"test-{k}", ctr.OWNER_LABEL: v})
+            for k, v in owners.items()}
+    try:
+        with ctr.serving(docker_client, image, name, label="test-sweep"):
+            left = {x.name for x in docker_client.containers.list(all=True, filters={"label": ctr.LABEL})}
+        assert made["dead"].name not in left
+        assert made["live"].name in left and made["elsewhere"].name in left
+        assert f"left by a build that is gone: {made['dead'].name}" in capfd.readouterr().err
+    finally:
+        for x in made.values():
+            with contextlib.suppress(Exception):
+                x.remove(force=True)
 
 
 def test_missing_daemon_is_exit_4(tmp_path):

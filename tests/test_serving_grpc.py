@@ -121,13 +121,6 @@ class Server:
     client: object  # GrpcClient on the container's gRPC port
 
 
-@pytest.fixture(scope="module")
-def docker_client():
-    c = ctr.client()  # fails loudly (exit-4 error) when no daemon runs: CI starts one
-    yield c
-    assert ctr.leftover_containers(c) == [], "containers left behind"
-
-
 def _base_image(kind: str, c) -> str:
     if kind == "standin":
         from .serving_standin import ensure_image

@@ -24,6 +24,9 @@ from deploykit.errors import BadInputError, MissingRuntimeError
 
 DEFAULT_BASE_IMAGE = "tensorflow/serving:2.19.0"  # the TF Serving release matching the pinned TensorFlow
 LABEL = "org.deploykit.container"  # every container deploykit starts carries it (tests assert none are left)
+# ... and who started it (this host's boot id, the pid and its start time): a later build removes
+# the containers of an owner that is gone (a killed build cannot remove its own)
+OWNER_LABEL = "org.deploykit.owner"
 SERVING_USER = "10001:10001"
 DOCKER_HINT = ("start one (as root: bash scripts/setup-docker.sh, or `dockerd --iptables=false --bridge=none &`), "
                "or pass --no-container to run only the in-process check")
@@ -196,10 +199,17 @@ def serving(c, image: str, model_name: str, *, deadline: float = 180.0, label: s
         kwargs["network_mode"] = "host"
     else:
         kwargs["ports"] = {f"{rest}/tcp": ("127.0.0.1", None), f"{grpc}/tcp": ("127.0.0.1", None)}
+    sweep_orphans(c)
+    kwargs["labels"][OWNER_LABEL] = owner()
     container = None
     failed = True
     try:
-        container = c.containers.run(image, **kwargs)
+        try:
+            container = c.containers.run(image, **kwargs)
+        except BaseException:  # created but not started (or the answer was lost): still ours to remove
+            with contextlib.suppress(Exception):
+                container = c.containers.get(kwargs["name"])
+            raise
         if network == "bridge":
             container.reload()
             ports = container.attrs["NetworkSettings"]["Ports"]
@@ -214,8 +224,69 @@ def serving(c, image: str, model_name: str, *, deadline: float = 180.0, label: s
                 _print_logs(container, label)
             with contextlib.suppress(Exception):
                 container.stop(timeout=3)
-            with contextlib.suppress(Exception):
-                container.remove(force=True)
+            _remove(container)
+
+
+def _remove(container, attempts: int = 3) -> None:
+    """Remove `container` (a busy daemon can time out: try again); say so on stderr when it stays."""
+    import docker
+
+    for attempt in range(attempts):
+        try:
+            container.remove(force=True)
+            return
+        except docker.errors.NotFound:
+            return
+        except Exception as exc:  # noqa: BLE001 - requests timeouts, APIError
+            last = _first_line(exc)
+            time.sleep(0.5 * (attempt + 1))
+    print(f"warning: serving: could not remove container {container.name} ({last}); the next build removes it, "
+          f"or: docker rm -f {container.name}", file=sys.stderr)
+
+
+# ---- containers whose build is gone ---------------------------------------------------------------
+def _boot_id() -> str:
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return socket.gethostname()
+
+
+def _started(pid: int) -> str | None:
+    """The process's start time in clock ticks since boot (/proc/PID/stat field 22), None when it is gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat.rsplit(")", 1)[1].split()[19]  # fields after "(comm)" start at field 3
+
+
+def owner(pid: int | None = None) -> str:
+    """The OWNER_LABEL value for this process (or `pid`): BOOT_ID/PID/START_TICKS."""
+    pid = os.getpid() if pid is None else pid
+    return f"{_boot_id()}/{pid}/{_started(pid)}"
+
+
+def owner_is_gone(value: str) -> bool:
+    """True only when the owner ran on this machine since its last boot and that process is gone (its pid
+    is free or now names a process started at another time). Owners on other machines are never judged."""
+    parts = value.split("/")
+    if len(parts) != 3 or parts[0] != _boot_id() or not parts[1].isdigit():
+        return False
+    return _started(int(parts[1])) != parts[2]
+
+
+def sweep_orphans(c) -> list[str]:
+    """Remove the containers deploykit started for a build that is gone (e.g. killed with SIGKILL);
+    returns their names. Containers of live builds, and of builds on other machines, are kept."""
+    gone = [x for x in c.containers.list(all=True, filters={"label": LABEL})
+            if owner_is_gone(x.labels.get(OWNER_LABEL, ""))]
+    for x in gone:
+        _remove(x)
+    if gone:
+        print(f"note: serving: removed {len(gone)} container(s) left by a build that is gone: "
+              f"{', '.join(x.name for x in gone)}", file=sys.stderr)
+    return [x.name for x in gone]
 
 
 def wait_available(run: Running, model_name: str, deadline: float, versions: list[int] | None = None) -> float:

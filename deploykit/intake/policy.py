@@ -15,7 +15,8 @@ in the manifest (`source.policy_findings_allowed`). What is vetted:
 - Weights inside `.keras` archives: `.npz` members are read by tf_keras with pickle allowed
   (`NpzIOStore`); a member holding object arrays (or that is not an .npz at all, which np.load
   would unpickle) is refused. Headers only are read, nothing is unpickled here.
-- SavedModels: `saved_model.pb` is parsed (TensorFlow's protobuf classes only, no loading) and
+- SavedModels: `saved_model.pb` is parsed (protobuf classes only, no loading: TensorBoard's copy of
+  TensorFlow's `MetaGraphDef`, so the `deploykit` process never imports TensorFlow) and
   every op of every meta graph's graph and of every function of its library is checked against
   the op allow-list: serving functions, resource initializers, saveable save/restore functions,
   everything TensorFlow may run while loading or when the model is called. A function attribute
@@ -284,15 +285,36 @@ def _npy_holds_objects(fh) -> bool:
 
 
 # ---- SavedModels ---------------------------------------------------------------------------------
+def _saved_model_class():
+    """SavedModel { int64 saved_model_schema_version = 1; repeated MetaGraphDef meta_graphs = 2; }
+    (tensorflow/core/protobuf/saved_model.proto) over TensorBoard's copy of `MetaGraphDef`
+    (`tensorboard.compat.proto`, the same messages and field numbers as TensorFlow's, checked by
+    tests/test_policy.py; tensorboard is pinned by tensorflow). Importing TensorFlow for its class
+    costs the `deploykit` process 3 s and 700 MB."""
+    from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+    from tensorboard.compat.proto import meta_graph_pb2
+
+    pool, name = descriptor_pool.Default(), "deploykit.intake.SavedModel"
+    try:
+        return message_factory.GetMessageClass(pool.FindMessageTypeByName(name))
+    except KeyError:
+        pass
+    F = descriptor_pb2.FieldDescriptorProto
+    f = descriptor_pb2.FileDescriptorProto(name="deploykit/intake/saved_model.proto", package="deploykit.intake",
+                                           syntax="proto3", dependency=[meta_graph_pb2.DESCRIPTOR.name])
+    m = f.message_type.add(name="SavedModel")
+    m.field.add(name="saved_model_schema_version", number=1, type=F.TYPE_INT64, label=F.LABEL_OPTIONAL)
+    m.field.add(name="meta_graphs", number=2, type=F.TYPE_MESSAGE, label=F.LABEL_REPEATED,
+                type_name=f".{meta_graph_pb2.MetaGraphDef.DESCRIPTOR.full_name}")
+    pool.Add(f)
+    return message_factory.GetMessageClass(pool.FindMessageTypeByName(name))
+
+
 def read_saved_model(folder: Path):
     """The SavedModel protobuf of `folder` (saved_model.pb or .pbtxt), parsed, nothing loaded."""
-    from deploykit.tfenv import tensorflow
-
-    tensorflow()  # TF_USE_LEGACY_KERAS must be set before anything imports TensorFlow
     from google.protobuf import message, text_format
-    from tensorflow.core.protobuf import saved_model_pb2
 
-    proto = saved_model_pb2.SavedModel()
+    proto = _saved_model_class()()
     pb, pbtxt = folder / "saved_model.pb", folder / "saved_model.pbtxt"
     try:
         if pb.exists():
@@ -432,7 +454,7 @@ class _MetaGraph:
                        ) -> tuple[set[int], list[str]]:
         """Trace the data inputs `refs` back: the argument indices they come from, and anything that
         is not TensorFlow's saver path (other ops, other constants, other placeholders)."""
-        from tensorflow.python.framework import tensor_util
+        from tensorboard.util import tensor_util  # TensorFlow's MakeNdarray, on TensorBoard's TensorProto
 
         arg_indices: set[int] = set()
         problems: list[str] = []
@@ -453,7 +475,7 @@ class _MetaGraph:
             if node is None:
                 problems.append(f"input '{ref[:100]}'")
             elif node.op == "Const":
-                value = tensor_util.MakeNdarray(node.attr["value"].tensor)
+                value = tensor_util.make_ndarray(node.attr["value"].tensor)
                 if value.dtype.kind in ("S", "O", "U"):
                     for item in value.ravel().tolist():
                         text = item.decode("utf-8", "replace") if isinstance(item, bytes) else str(item)

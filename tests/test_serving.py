@@ -366,6 +366,7 @@ def test_missing_daemon_is_exit_4(tmp_path):
     assert a["latency"]["runtime"] == "tf-serving[in-process]" and a["latency"]["iterations"] == 20
     assert a["latency"]["stopped"] == "iteration cap"
     assert "intake.check_serving_float32" in doc["timings"] and "validate.parity.serving/float32" in doc["timings"]
+    assert "latency serving/float32: p50" in proc.stderr and "(measured in the load step)" in proc.stderr
     assert (out / "serving" / "Dockerfile").is_file()
 
 

@@ -75,7 +75,8 @@ def check_parity(target: Target, record: ArtifactRecord, contract: IOContract, r
 
 def measure_latency(target: Target, artifact, inputs: Path, settings: LatencySettings, work: Path,
                     timings: dict | None = None) -> dict:
-    """Returns {"latency": summary} or {"error": message}. A runtime that timed several backends
+    """Returns {"latency": summary} (and "measured_in" when the target measured it in an earlier step)
+    or {"error": message}. A runtime that timed several backends
     (js: wasm and the browser) reports the slowest; each one's figures go under `backends`."""
     request = RunRequest(artifact, inputs, work / f"{artifact.target}-{artifact.variant}-latency", "latency", settings)
     result = target.run(request, work)
@@ -92,6 +93,8 @@ def measure_latency(target: Target, artifact, inputs: Path, settings: LatencySet
                 timings[f"validate.latency.{artifact.target}/{artifact.variant}[{name}]"] = facts["seconds"]
     if result.get("load"):  # concurrency levels (the serving container check's load stage)
         summary["load"] = load_stats.summarize(result["load"]["levels"], result["load"].get("plan"))
+    if result.get("measured_in"):  # measured earlier (serving without a container: in the intake worker)
+        return {"latency": summary, "measured_in": result["measured_in"]}
     return {"latency": summary}
 
 
@@ -146,8 +149,9 @@ def judge(records: list[ArtifactRecord], targets: Mapping[str, Target], contract
                 log.finished(record.key, False, f"fail: {_clip(measured['error'])}", time.perf_counter() - t0)
             else:
                 record.latency = lat = measured["latency"]
+                earlier = f" (measured in {measured['measured_in']})" if measured.get("measured_in") else ""
                 log.finished(record.key, True, f"p50 {lat['p50_ms']:.3f} ms, p99 {lat['p99_ms']:.3f} ms"
-                             + _load_verdict(lat.get("load")), time.perf_counter() - t0)
+                             + _load_verdict(lat.get("load")) + earlier, None if earlier else time.perf_counter() - t0)
     for record in records:
         lat = record.latency or {}
         facts = {"bytes": record.bytes, **{k: lat.get(k) for k in ("p50_ms", "p90_ms", "p99_ms", "load_ms")}}

@@ -145,7 +145,7 @@ class ServingTarget(Target):
                                                      check_examples=EXAMPLES_SIGNATURE in details["signatures"]))
         checked = {"outputs": {"in-process": str(work / "in-process.npz")}}
         if latency is not None and not self.settings.container:  # with a container, latency is over REST
-            checked["latency"] = in_process_latency(version_dir, rows, latency)
+            checked["latency"] = {**in_process_latency(version_dir, rows, latency), "measured_in": "the load step"}
         return checked
 
     def plan_state(self) -> dict:

@@ -153,7 +153,7 @@ def deploykit_build(model: dict, out: Path, label: str) -> dict:
     result = {**run, "label": label, "command": " ".join(["deploykit", *cmd[4:]]),
               "error": None if run["returncode"] == 0 else f"exit {run['returncode']}: {run['stderr_tail'][-300:]}"}
     if manifest:
-        result.update(timings=manifest.get("timings", {}), artifacts=artifact_facts(manifest),
+        result.update(timings=manifest.get("timings", {}), memory=manifest.get("memory", {}), artifacts=artifact_facts(manifest),
                       stages=stages(manifest.get("timings", {}), run["wall_seconds"]), passed=manifest.get("passed"),
                       output=str(manifest_path.parent))
     log(f"{model['name']}: deploykit build ({label}): {run['wall_seconds']:.1f} s, peak RSS {run['peak_rss_mb']:.0f} MB"
@@ -561,8 +561,20 @@ def g5(models: list[dict], baseline: dict | None) -> list[dict]:
         rows.append(goal_row("G5", f"{m['name']}: peak RSS of the largest process",
                              f"{b['peak_rss_mb']:.0f} MB (limit 2 x {m['memory_mb']:.1f} + {base:.0f})",
                              f"<= {limit:.0f} MB", b["peak_rss_mb"] / limit,
-                             f"{b['largest']['role']}; next: " + ", ".join(f"{x['role']} {x['mb']:.0f} MB" for x in b.get("sampled_peaks", [])[1:3])))
+                             f"{b['largest']['role']}; next: " + ", ".join(f"{x['role']} {x['mb']:.0f} MB" for x in b.get("sampled_peaks", [])[1:3])
+                             + memory_growth(b.get("memory") or {})))
     return rows
+
+
+def memory_growth(memory: dict, top: int = 4) -> str:
+    """"; the intake worker's peak grew most in: reference +225 MB, ..." from the manifest's `memory`
+    (the intake worker's peak after each step, in step order); "" for manifests without it."""
+    steps, last, grew = list(memory.items()), 0.0, []
+    for step, mb in steps:
+        grew.append((mb - last, step.removeprefix("intake.")))
+        last = max(last, mb)
+    grew = [(mb, step) for mb, step in sorted(grew, reverse=True)[:top] if mb > 0]
+    return ("; the intake worker's peak grew most in: " + ", ".join(f"{step} +{mb:.0f} MB" for mb, step in grew)) if grew else ""
 
 
 def summary(doc: dict) -> list[dict]:

@@ -48,15 +48,20 @@ class ModelHandle:
 
 # ---- jobs -------------------------------------------------------------------------------------------
 class _Clock:
-    """Seconds per step of a job, in the order they ran (the manifest's `timings.intake`)."""
+    """Seconds per step of a job, in the order they ran (the manifest's `timings.intake.STEP`), and the
+    job's peak resident memory when each step ended (`memory.intake.STEP`, MB): where the peak grows."""
 
     def __init__(self) -> None:
         self.steps: dict[str, float] = {}
+        self.peaks: dict[str, float] = {}
         self._last = time.perf_counter()
 
     def lap(self, step: str) -> None:
+        import resource
+
         now = time.perf_counter()
         self.steps[step] = round(self.steps.get(step, 0.0) + now - self._last, 3)
+        self.peaks[step] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)  # Linux: KiB
         self._last = now
 
 
@@ -97,7 +102,7 @@ def intake(request: dict) -> dict:
     save_npz(work / "calibration.npz", calibration)
     facts.update(_describe(model), model_file=_model_file(model, work))
     facts["preflight"] = _prepare_all(model, calibration, cfg, work, request["targets"], request.get("variants"), clock)
-    facts["timings"] = clock.steps
+    facts["timings"], facts["memory"] = clock.steps, clock.peaks
     return facts
 
 

@@ -444,6 +444,8 @@ def _manifest(cfg, facts, findings, target_facts, records, staging: Path, timing
         "rejected": rejected,
         "files": manifest_mod.file_table(staging),
         "timings": {k: round(v, 3) for k, v in timings.items()},
+        # the intake worker's peak resident memory (MB) when each of its steps ended
+        "memory": {f"intake.{step}": mb for step, mb in facts.get("memory", {}).items()},
     }
     if example:
         doc["example"] = example

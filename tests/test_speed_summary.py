@@ -133,3 +133,15 @@ def test_g5_spread_and_peak_memory_limit():
     assert "10-parameter build takes 24.0 s" in spread["held_back_by"]
     assert rss_small["status"] == "MISS" and rss_small["ratio"] == pytest.approx(900 / 700.2, abs=1e-3)
     assert rss_large["status"] == "PASS" and rss_large["ratio"] == pytest.approx(850 / (700 + 2 * 95.4), abs=1e-3)
+
+
+def test_g5_names_the_intake_steps_where_the_peak_grew():
+    memory = {"intake.import_tensorflow": 663.0, "intake.load": 849.0, "intake.reference": 1074.0,
+              "intake.preflight_tflite": 1074.0, "intake.preflight_js": 1370.0, "intake.check_serving_float32": 1300.0}
+    said = speed.memory_growth(memory, top=3)
+    assert said == "; the intake worker's peak grew most in: import_tensorflow +663 MB, preflight_js +296 MB, reference +225 MB"
+    assert speed.memory_growth({}) == ""  # a manifest from before `memory`
+    large = {"name": "resnet50", "params": 25_000_000, "memory_mb": 95.4,
+             "builds": [{**build(250.0, peak_rss_mb=1400.0), "memory": memory}]}
+    baseline = {"name": "tiny", "params": 10, "memory_mb": 0.0, "builds": [build(24.0, peak_rss_mb=700.0)]}
+    assert said in speed.g5([large], baseline)[-1]["held_back_by"]

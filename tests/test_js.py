@@ -169,13 +169,31 @@ def test_cpu_is_checked_for_parity_but_not_timed(example, tmp_path):
     entry = _entry(doc, "float32")
     artifact = Artifact("js", "float32", out / entry["path"], {**entry["details"], "backends": ["cpu", "wasm"]})
     lat = LatencySettings(warmup=2, iterations=20, max_seconds=1.0)
-    parity_run = JSTarget().run(RunRequest(artifact, out / "validation" / "inputs.npz", tmp_path / "p", "parity", lat),
-                                tmp_path)
+    request = RunRequest(artifact, out / "validation" / "inputs.npz", tmp_path / "p", "parity", lat)
+    parity_run = JSTarget().run(request, tmp_path)
     assert parity_run["ok"] and parity_run["backends"] == ["cpu", "wasm"] and set(parity_run["seconds"]) == {"cpu", "wasm"}
+    # cpu's rows were split over processes (one per core): put back together in row order, they are wasm's rows
+    with np.load(request.outputs_for("cpu")) as cpu, np.load(request.outputs_for("wasm")) as wasm, \
+            np.load(out / "validation" / "inputs.npz") as inputs:
+        rows = len(next(iter(inputs.values())))
+        assert parity_run["rows"] == rows and set(cpu.files) == set(wasm.files)
+        for k in cpu.files:
+            assert cpu[k].shape[0] == rows and np.allclose(cpu[k], wasm[k], rtol=1e-4, atol=1e-5), k
     timed = JSTarget().run(RunRequest(artifact, out / "validation" / "inputs.npz", tmp_path / "l", "latency", lat),
                            tmp_path)
     assert timed["ok"] and set(timed["backends"]) == {"wasm"} and timed["backend"] == "wasm"
     assert timed["stopped"] == "iteration cap" and len(timed["timings_ms"]) == 20
+
+
+def test_cpu_parity_rows_are_cut_in_order_into_one_part_per_core():
+    from deploykit.targets.js.target import _row_parts, cpu_parity_processes
+
+    rows = {"x": np.arange(7)[:, None], "y": np.arange(7) * 10}
+    parts = _row_parts(rows, 3)
+    assert [p["x"].ravel().tolist() for p in parts] == [[0, 1], [2, 3, 4], [5, 6]]
+    assert [p["y"].tolist() for p in parts] == [[0, 10], [20, 30, 40], [50, 60]]
+    assert cpu_parity_processes({"x": np.zeros((1, 3))}) == 1  # never more processes than rows
+    assert cpu_parity_processes(rows) == min(7, len(os.sched_getaffinity(0)))
 
 
 @pytest.mark.slow

@@ -329,7 +329,7 @@ def test_a_killed_builds_containers_are_removed_by_the_next_one(example, docker_
     dead_owner = ctr.owner(child.pid)
     child.kill()
     child.wait()
-    owners = {"dead": dead_owner, "live": ctr.owner(), "elsewhere": "another-machine-boot-id/1/1"}
+    owners = {"dead": dead_owner, "live": ctr.owner(), "elsewhere": "another-machine-boot-id:4026531836/1/1"}
     made = {k: docker_client.containers.create(image, name=f"deploykit-test-{k}-{uuid.uuid4().hex[:8]}",
                                                labels={ctr.LABEL: f"test-{k}", ctr.OWNER_LABEL: v})
             for k, v in owners.items()}

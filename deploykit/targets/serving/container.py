@@ -24,7 +24,7 @@ from deploykit.errors import BadInputError, MissingRuntimeError
 
 DEFAULT_BASE_IMAGE = "tensorflow/serving:2.19.0"  # the TF Serving release matching the pinned TensorFlow
 LABEL = "org.deploykit.container"  # every container deploykit starts carries it (tests assert none are left)
-# ... and who started it (this host's boot id, the pid and its start time): a later build removes
+# ... and who started it (this boot of this machine, the pid namespace, the pid and its start time): a later build removes
 # the containers of an owner that is gone (a killed build cannot remove its own)
 OWNER_LABEL = "org.deploykit.owner"
 SERVING_USER = "10001:10001"
@@ -245,11 +245,14 @@ def _remove(container, attempts: int = 3) -> None:
 
 
 # ---- containers whose build is gone ---------------------------------------------------------------
-def _boot_id() -> str:
+def _machine() -> str:
+    """This boot of this machine and this process's pid namespace: where a pid means one process."""
     try:
-        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+        space = os.readlink("/proc/self/ns/pid").strip("pid:[]")
     except OSError:
-        return socket.gethostname()
+        return ""  # no /proc (not Linux): owners are never judged
+    return f"{boot}:{space}"
 
 
 def _started(pid: int) -> str | None:
@@ -262,16 +265,18 @@ def _started(pid: int) -> str | None:
 
 
 def owner(pid: int | None = None) -> str:
-    """The OWNER_LABEL value for this process (or `pid`): BOOT_ID/PID/START_TICKS."""
+    """The OWNER_LABEL value for this process (or `pid`): MACHINE/PID/START_TICKS."""
     pid = os.getpid() if pid is None else pid
-    return f"{_boot_id()}/{pid}/{_started(pid)}"
+    return f"{_machine()}/{pid}/{_started(pid)}"
 
 
 def owner_is_gone(value: str) -> bool:
-    """True only when the owner ran on this machine since its last boot and that process is gone (its pid
-    is free or now names a process started at another time). Owners on other machines are never judged."""
+    """True only when the owner ran on this machine since its last boot, in this pid namespace, and that
+    process is gone (its pid is free or now names a process started at another time). Owners elsewhere
+    (another machine, another container sharing the daemon) or unreadable are never judged."""
     parts = value.split("/")
-    if len(parts) != 3 or parts[0] != _boot_id() or not parts[1].isdigit():
+    here = _machine()
+    if len(parts) != 3 or not here or parts[0] != here or not parts[1].isdigit() or not parts[2].isdigit():
         return False
     return _started(int(parts[1])) != parts[2]
 

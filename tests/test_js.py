@@ -276,6 +276,47 @@ def test_small_shards_give_several_files_and_still_pass(tmp_path):
     assert deploykit.validate(tmp_path / "out")["passed"]
 
 
+def test_batch_norm_folding_is_upstreams_byte_for_byte(tf, keras, tmp_path):
+    """batchnorm.fold_batch_norms (vectorized) against tensorflowjs's own (one Python step per weight) on
+    the graph the converter hands it, with each pattern it folds: Conv2D, Conv2D + bias,
+    DepthwiseConv2dNative (multiplier 2), and a batch norm it must leave alone (after a ReLU)."""
+    os.environ.setdefault("TFDF_DISABLE_WELCOME_MESSAGE", "1")  # as the js target sets it (its import needs IPython)
+    from tensorflowjs.converters import fold_batch_norms as upstream
+    from tensorflowjs.converters.tf_saved_model_conversion_v2 import convert_tf_saved_model
+
+    from deploykit.targets.js import batchnorm
+
+    L = keras.layers
+    x = inputs = keras.Input((9, 9, 3))
+    x = L.BatchNormalization()(L.Conv2D(4, 3, use_bias=False)(x))
+    x = L.BatchNormalization(epsilon=1e-5)(L.Conv2D(5, 3, use_bias=True)(x))
+    x = L.BatchNormalization()(L.DepthwiseConv2D(3, depth_multiplier=2, use_bias=False)(x))
+    x = L.BatchNormalization()(L.ReLU()(x))
+    model = keras.Model(inputs, L.Dense(6)(L.Flatten()(x)))
+    rng = np.random.default_rng(0)
+    for layer in model.layers:
+        if isinstance(layer, L.BatchNormalization):  # moving statistics far from 0 and 1
+            gamma, beta, mean, var = layer.get_weights()
+            layer.set_weights([rng.normal(1, 0.3, gamma.shape), rng.normal(0, 0.5, beta.shape),
+                               rng.normal(0, 0.5, mean.shape), rng.uniform(0.2, 3.0, var.shape)])
+    model.save(str(tmp_path / "saved_model"), save_format="tf")
+    handed, real = [], upstream.fold_batch_norms
+    # what it is given (a copy: upstream's edits its input)
+    upstream.fold_batch_norms = lambda graph_def: handed.append(graph_def.SerializeToString()) or real(graph_def)
+    try:
+        convert_tf_saved_model(str(tmp_path / "saved_model"), str(tmp_path / "js"))
+    finally:
+        upstream.fold_batch_norms = real
+    graph_def = tf.compat.v1.GraphDef.FromString(handed[0])
+    assert sum(n.op == "FusedBatchNormV3" for n in graph_def.node) == 4
+
+    ours = batchnorm.fold_batch_norms(graph_def)
+    assert graph_def == tf.compat.v1.GraphDef.FromString(handed[0])  # ours leaves its input as it was
+    theirs = upstream.fold_batch_norms(graph_def)
+    assert sum(n.op == "FusedBatchNormV3" for n in ours.node) == 1  # the ReLU's is not a convolution's
+    assert ours.SerializeToString(deterministic=True) == theirs.SerializeToString(deterministic=True)
+
+
 @pytest.mark.slow
 def test_op_preflight_refuses_ops_tfjs_lacks(tmp_path):
     with pytest.raises(UnsupportedOpsError, match="Lgamma") as info:

@@ -317,6 +317,22 @@ def test_batch_norm_folding_is_upstreams_byte_for_byte(tf, keras, tmp_path):
     assert ours.SerializeToString(deterministic=True) == theirs.SerializeToString(deterministic=True)
 
 
+def test_the_converter_uses_the_intakes_loaded_saved_model_instead_of_loading_it_again(tf, tmp_path):
+    """rewrite.applied_to_frozen_graph hands the converter the object already loaded for that folder (and
+    only for it), and puts the converter's own loader back afterwards."""
+    os.environ.setdefault("TFDF_DISABLE_WELCOME_MESSAGE", "1")
+    from tensorflowjs.converters import tf_saved_model_conversion_v2 as conversion
+
+    from deploykit.targets.js import rewrite
+
+    original, already = conversion._load_model, object()
+    with rewrite.applied_to_frozen_graph({}, (tmp_path / "source", already)):
+        assert conversion._load_model(str(tmp_path / "source"), ["serve"]) is already
+        with pytest.raises(OSError):  # another folder: loaded as upstream does (here: none there)
+            conversion._load_model(str(tmp_path / "elsewhere"), ["serve"])
+    assert conversion._load_model is original
+
+
 @pytest.mark.slow
 def test_op_preflight_refuses_ops_tfjs_lacks(tmp_path):
     with pytest.raises(UnsupportedOpsError, match="Lgamma") as info:

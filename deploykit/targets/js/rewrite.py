@@ -16,7 +16,9 @@ one conversion runs (under the js target's converter lock); tensorflowjs is pinn
 also replaces the converter's bias-add normalization by one that fuses constant vectors only
 (`vector_bias_adds`): upstream's also fuses scalars and matrices, which the wasm backend refuses.
 And it swaps in `batchnorm.fold_batch_norms`, upstream's batch-norm folding with the weights scaled
-in one numpy operation instead of one Python step per weight (the same output, bit for bit).
+in one numpy operation instead of one Python step per weight (the same output, bit for bit), and,
+for a SavedModel source read as it is, hands the converter the intake's loaded copy instead of
+letting it load the folder a second time.
 """
 from __future__ import annotations
 
@@ -203,9 +205,12 @@ def _uses_other_outputs(graph_def, node) -> bool:
 
 
 @contextmanager
-def applied_to_frozen_graph(applied: dict[str, int]):
+def applied_to_frozen_graph(applied: dict[str, int], loaded: tuple | None = None):
     """While converting, rewrite the converter's frozen graph and fuse only vector bias adds;
-    `applied` receives {op: count}."""
+    `applied` receives {op: count}. `loaded`: (a SavedModel folder, tf.saved_model.load of it already
+    in memory), which the converter then uses instead of loading that folder again."""
+    from pathlib import Path
+
     from tensorflowjs.converters import tf_saved_model_conversion_v2 as conversion
 
     from deploykit.tfenv import tensorflow
@@ -228,8 +233,16 @@ def applied_to_frozen_graph(applied: dict[str, int]):
             tf.graph_util.import_graph_def(graph_def, name="")
         return rewritten
 
+    load_model = conversion._load_model
+
+    def load_once(saved_model_dir, saved_model_tags):
+        if loaded is not None and Path(saved_model_dir) == loaded[0]:
+            return loaded[1]
+        return load_model(saved_model_dir, saved_model_tags)
+
     normalize = conversion.normalize_bias_add.normalize_bias_add_op
     fold = conversion.fold_batch_norms.fold_batch_norms
+    conversion._load_model = load_once
     conversion._freeze_saved_model_v2 = freeze_and_rewrite
     conversion.normalize_bias_add.normalize_bias_add_op = vector_bias_adds
     conversion.fold_batch_norms.fold_batch_norms = batchnorm.fold_batch_norms  # the same fold, vectorized
@@ -237,5 +250,6 @@ def applied_to_frozen_graph(applied: dict[str, int]):
         yield applied
     finally:
         conversion._freeze_saved_model_v2 = freeze
+        conversion._load_model = load_model
         conversion.normalize_bias_add.normalize_bias_add_op = normalize
         conversion.fold_batch_norms.fold_batch_norms = fold

@@ -7,7 +7,9 @@ recurrent layers to builtin ops. If ops are still missing, refuse with exit 2 na
 """
 from __future__ import annotations
 
+import contextlib
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Mapping
@@ -26,6 +28,7 @@ from deploykit.tfenv import tensorflow
 # tf.function) is never shared between two conversions, and a converter crash ends one worker.
 
 FULL_INTEGER = ("int8", "int16x8")
+_LOAD_LOCK = threading.RLock()  # _one_load_per_folder swaps a module global of the converter (it nests)
 BACKEND = "litert"  # the one backend: the LiteRT interpreter (CPU kernels, XNNPACK for float)
 
 
@@ -56,6 +59,7 @@ class TFLiteTarget(Target):
         self._inputs: list[tuple[str, str]] = []  # (name, dtype) of the model's inputs
         self._probe: bytes | None = None  # the preflight's float32 flatbuffer, reused if it has no Flex ops
         self._probe_seconds = 0.0
+        self._loaded: dict[Path, object] = {}  # SavedModel folder -> tf.saved_model.load of it (_one_load_per_folder)
 
     def check_runtime(self, config=None) -> None:
         """The harness runs with this Python: import the runtime the way it will (in a child: the
@@ -75,8 +79,11 @@ class TFLiteTarget(Target):
         self._model, self._saved_model = model, saved_model
         self._inputs = [(t.name, t.dtype) for t in model.contract.inputs]
         self._sample_shapes = {k: list(v.shape[1:]) for k, v in data.items()}
+        if model.source.kind == "saved_model" and model.keras_model is None and Path(saved_model) == Path(model.source.location):
+            self._loaded[Path(saved_model)] = model.trackable  # read as it is (intake.reuse_saved_model): loaded already
         started = time.perf_counter()
-        flatbuffer = self._converter("saved_model", select=True).convert()
+        with _one_load_per_folder(self._loaded):
+            flatbuffer = self._converter("saved_model", select=True).convert()
         self._probe_seconds = time.perf_counter() - started
         flex = flex_ops(flatbuffer)
         path = "saved_model"
@@ -124,7 +131,8 @@ class TFLiteTarget(Target):
     def _converter(self, path: str, *, select: bool):
         tf = tensorflow()
         if path == "saved_model":
-            conv = tf.lite.TFLiteConverter.from_saved_model(str(self._saved_model), signature_keys=["serving_default"])
+            with _one_load_per_folder(self._loaded):
+                conv = tf.lite.TFLiteConverter.from_saved_model(str(self._saved_model), signature_keys=["serving_default"])
         else:  # the model itself, traced with batch 1 (a convert worker loads it here)
             model = self._model.get() if hasattr(self._model, "get") else self._model
             if self._fixed_fn is None:
@@ -165,7 +173,8 @@ class TFLiteTarget(Target):
                     tf.lite.OpsSet.TFLITE_BUILTINS,  # float fallback for ops without a 16x8 kernel
                 ] + extra
         started = time.perf_counter()
-        flatbuffer = conv.convert()
+        with _one_load_per_folder(self._loaded):
+            flatbuffer = conv.convert()
         return self._write(variant, dest, flatbuffer, time.perf_counter() - started, io_dtype, calibration)
 
     def _write(self, variant, dest: Path, flatbuffer: bytes, seconds: float, io_dtype: str, calibration) -> Artifact:
@@ -206,3 +215,29 @@ class TFLiteTarget(Target):
 
 def _dims(shape) -> str:
     return "(" + ", ".join("None" if d is None else str(d) for d in shape) + ")"
+
+
+@contextlib.contextmanager
+def _one_load_per_folder(loaded: dict):
+    """While converting: TFLite's SavedModel path loads the folder with tf.saved_model.load twice, once in
+    from_saved_model (for its signatures) and once in convert() (for debug info), besides its own C++
+    import that the conversion uses. For a Keras-saved network each load rebuilds every layer's functions
+    (MobileNetV2: 3-4 s each, most of the conversion). Here each folder is loaded once; `loaded` holds
+    the folders already loaded (a SavedModel source's, by the intake) and keeps the ones loaded here."""
+    from tensorflow.lite.python import lite
+
+    original = lite._load
+
+    def load(saved_model_dir, tags=None):
+        key = Path(saved_model_dir)
+        if key not in loaded:
+            loaded[key] = original(saved_model_dir, tags)
+        return loaded[key]
+
+    with _LOAD_LOCK:
+        lite._load = load
+        try:
+            yield
+        finally:
+            lite._load = original
+

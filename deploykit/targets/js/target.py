@@ -310,33 +310,7 @@ class JSTarget(Target):
         cmd = [node_binary(), str(harness_path("js", "harness.mjs"))]
         label = f"js/{request.artifact.variant}"
         if request.mode == "parity":
-            # the other backends in one process; the slow pure-JavaScript `cpu` backend beside them, its rows
-            # split over processes of their own (one per core)
-            others = [n for n in names if n != "cpu"]
-            jobs = [{**payload, "backends": others}] if others else []
-            if "cpu" in names:
-                for i, part in enumerate(_row_parts(rows, cpu_parity_processes(rows))):
-                    jobs.append({**payload, "backends": ["cpu"], "outputs": f"{payload['outputs']}.part{i}",
-                                 "inputs": str(write_tensors(work / f"js-{tag}.inputs.part{i}", part))})
-            results = map_jobs(lambda job: run_child(cmd, job, work, timeout=600, label=label), jobs, len(jobs))
-            failed = next((r for r in results if not r.get("ok")), None)
-            if failed is not None:
-                return failed
-            backends = {n: facts for r in results for n, facts in r["backends"].items() if n != "cpu"}
-            outputs = {n: read_tensors(Path(backends[n]["outputs"])) for n in others}
-            if "cpu" in names:  # the parts' outputs, in row order
-                parts = [r["backends"]["cpu"] for r in results if "cpu" in r["backends"]]  # map_jobs keeps the order
-                outputs["cpu"] = {k: np.concatenate([read_tensors(Path(p["outputs"]))[k] for p in parts])
-                                  for k in read_tensors(Path(parts[0]["outputs"]))}
-                backends["cpu"] = {"rows": sum(p["rows"] for p in parts), "load_ms": max(p["load_ms"] for p in parts),
-                                   "seconds": max((p.get("seconds") or 0) for p in parts)}
-            for n in names:  # one .npz of outputs per backend: the generic check judges each
-                np.savez(request.outputs_for(n), **outputs[n])
-            return {"ok": True, "rows": backends[names[0]]["rows"], "backends": names,
-                    "backend": names[0] if len(names) == 1 else None,
-                    "load_ms": {n: backends[n]["load_ms"] for n in names},
-                    "seconds": {n: backends[n].get("seconds") for n in names},
-                    "runtime": _runtime(names), "runtime_version": results[0]["runtime_version"]}
+            return self._parity(request, cmd, payload, names, rows, work / f"js-{tag}", label)
         per_backend = {}
         timed = latency_backends(names)
         for name in timed:  # one process per backend: clean load time and memory figures
@@ -348,6 +322,36 @@ class JSTarget(Target):
         slowest = max(timed, key=lambda n: float(np.median(per_backend[n]["timings_ms"])))
         return {**per_backend[slowest], "ok": True, "backend": slowest, "backends": per_backend,
                 "runtime": _runtime(names), "runtime_version": result["runtime_version"]}
+
+    def _parity(self, request: RunRequest, cmd: list[str], payload: dict, names: list[str], rows: dict, prefix: Path,
+                label: str) -> dict:
+        """Every backend's outputs on the parity rows: the others in one harness process and, beside it, the
+        slow pure-JavaScript `cpu` backend with its rows split over processes of their own (one per core)."""
+        others = [n for n in names if n != "cpu"]
+        jobs = [{**payload, "backends": others}] if others else []
+        if "cpu" in names:
+            for i, part in enumerate(_row_parts(rows, cpu_parity_processes(rows))):
+                jobs.append({**payload, "backends": ["cpu"], "outputs": f"{payload['outputs']}.part{i}",
+                             "inputs": str(write_tensors(Path(f"{prefix}.inputs.part{i}"), part))})
+        results = map_jobs(lambda job: run_child(cmd, job, prefix.parent, timeout=600, label=label), jobs, len(jobs))
+        failed = next((r for r in results if not r.get("ok")), None)
+        if failed is not None:
+            return failed
+        backends = {n: facts for r in results for n, facts in r["backends"].items() if n != "cpu"}
+        outputs = {n: read_tensors(Path(backends[n]["outputs"])) for n in others}
+        if "cpu" in names:  # the parts, in row order (map_jobs keeps the order of its jobs)
+            parts = [r["backends"]["cpu"] for r in results if "cpu" in r["backends"]]
+            part_outputs = [read_tensors(Path(p["outputs"])) for p in parts]
+            outputs["cpu"] = {k: np.concatenate([o[k] for o in part_outputs]) for k in part_outputs[0]}
+            backends["cpu"] = {"rows": sum(p["rows"] for p in parts), "load_ms": max(p["load_ms"] for p in parts),
+                               "seconds": max((p.get("seconds") or 0) for p in parts)}
+        for n in names:  # one .npz of outputs per backend: the generic check judges each
+            np.savez(request.outputs_for(n), **outputs[n])
+        return {"ok": True, "rows": backends[names[0]]["rows"], "backends": names,
+                "backend": names[0] if len(names) == 1 else None,
+                "load_ms": {n: backends[n]["load_ms"] for n in names},
+                "seconds": {n: backends[n].get("seconds") for n in names},
+                "runtime": _runtime(names), "runtime_version": results[0]["runtime_version"]}
 
 
 def cpu_parity_processes(rows: dict[str, np.ndarray]) -> int:

@@ -9,7 +9,7 @@
   checksums agree. TF.js `model.json` weight paths that escape the bundle are covered by test_js.py.
 - Reproducibility: two builds (separate processes) from the same model, data and settings give
   byte-identical TFLite artifacts and TF.js bundles; the manifests differ only in the fields the
-  README lists as volatile (`created_at`, `timings`, `*_seconds`, and the checksums of the
+  README lists as volatile (`created_at`, `timings`, `memory`, `*_seconds`, and the checksums of the
   `report.*` files, which show those times).
 """
 from __future__ import annotations
@@ -28,7 +28,7 @@ from .reliability import Workspace, assert_failure, snapshot
 
 pytestmark = pytest.mark.filterwarnings("ignore:You are saving your model as an HDF5 file")
 
-VOLATILE = {"created_at", "timings"}  # plus every key ending in "_seconds"
+VOLATILE = {"created_at", "timings", "memory"}  # plus every key ending in "_seconds"
 REPORTS = ("report.",)  # the human-readable reports show those times too
 
 
@@ -106,7 +106,7 @@ def test_tflite_artifacts_and_js_bundles_are_byte_identical(twice):
 def test_manifests_differ_only_in_documented_volatile_fields(twice):
     (_, doc_a), (_, doc_b) = twice
     assert _stable(doc_a) == _stable(doc_b)
-    assert doc_a["created_at"] and doc_a["timings"]  # the volatile fields exist and are what differs
+    assert doc_a["created_at"] and doc_a["timings"] and doc_a["memory"]  # the volatile fields exist and are what differs
 
 
 def _stable(node):

@@ -63,9 +63,20 @@ class LoadedModel:
         """(the SavedModel the converters read, whether it was exported). A SavedModel source is
         read as it is: its contract was read from its own `serving_default`, so exporting it again
         would only copy it. Anything else is exported to `directory`."""
-        if self.source.kind == "saved_model" and self.keras_model is None and self.keras_object is None:
+        if self._read_as_it_is:
             return Path(self.source.location), False
         return self.export_saved_model(directory), True
+
+    def loaded_copy(self, folder: Path) -> tuple[Path, object] | None:
+        """(`folder`, its tf.saved_model.load already in memory) when `folder` is this model's SavedModel
+        source read as it is (`canonical_saved_model`), so that a converter need not load it again; else None."""
+        if self._read_as_it_is and Path(folder) == Path(self.source.location):
+            return Path(folder), self.trackable
+        return None
+
+    @property
+    def _read_as_it_is(self) -> bool:
+        return self.source.kind == "saved_model" and self.keras_model is None and self.keras_object is None
 
     def export_saved_model(self, directory: Path, extra_signatures: dict | None = None) -> Path:
         """Write the canonical SavedModel: `serving_default` with the contract's names (and any

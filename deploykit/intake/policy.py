@@ -289,7 +289,7 @@ def _saved_model_class():
     """SavedModel { int64 saved_model_schema_version = 1; repeated MetaGraphDef meta_graphs = 2; }
     (tensorflow/core/protobuf/saved_model.proto) over TensorBoard's copy of `MetaGraphDef`
     (`tensorboard.compat.proto`, the same messages and field numbers as TensorFlow's, checked by
-    tests/test_policy.py; tensorboard is pinned by tensorflow). Importing TensorFlow for its class
+    tests/test_policy_allowlist.py; tensorboard is pinned by tensorflow). Importing TensorFlow for its class
     costs the `deploykit` process 3 s and 700 MB."""
     from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
     from tensorboard.compat.proto import meta_graph_pb2

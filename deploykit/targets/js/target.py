@@ -85,8 +85,8 @@ class JSTarget(Target):
         self._probe: Path | None = None  # the preflight's float32 bundle, reused by convert
         self._probe_seconds = 0.0
         self._requantized: dict = {}  # variant -> (bundle made by prepare, seconds)
-        # (a SavedModel source's folder, the intake's tf.saved_model.load of it): the converter's own load of
-        # that folder (seconds, hundreds of MB for an applications network) is skipped (rewrite.py)
+        # LoadedModel.loaded_copy: (a SavedModel source's folder, the intake's tf.saved_model.load of it); the
+        # converter's own load of that folder (seconds, hundreds of MB for an applications network) is skipped
         self._in_memory: tuple[Path, object] | None = None
 
     @classmethod
@@ -123,8 +123,7 @@ class JSTarget(Target):
     def prepare(self, model, saved_model, data, config, work) -> dict:
         settings = self.settings
         self._saved_model, self._keras = saved_model, model.keras_model
-        if model.source.kind == "saved_model" and model.keras_model is None and Path(saved_model) == Path(model.source.location):
-            self._in_memory = (Path(saved_model), model.trackable)  # read as it is (intake.reuse_saved_model)
+        self._in_memory = model.loaded_copy(saved_model)  # a SavedModel source read as it is
         strings = [t.name for t in model.contract.inputs if t.dtype == "string"]
         if strings:  # refused here, in the preflight (exit 2), not as a runtime failure after conversion
             raise UnsupportedOpsError(
@@ -238,8 +237,8 @@ class JSTarget(Target):
         os.environ.setdefault("TFDF_DISABLE_WELCOME_MESSAGE", "1")
         from tensorflowjs.converters.tf_saved_model_conversion_v2 import convert_tf_saved_model
 
-        loaded = self._in_memory if self._in_memory and self._in_memory[0] == Path(self._saved_model) else None
-        with _CONVERTER_LOCK, js_rewrite.applied_to_frozen_graph(self._rewrites, loaded):
+        # the hook hands over the loaded copy only for its folder (not for a retraced export)
+        with _CONVERTER_LOCK, js_rewrite.applied_to_frozen_graph(self._rewrites, self._in_memory):
             convert_tf_saved_model(
                 str(self._saved_model), str(dest), signature_def="serving_default",
                 quantization_dtype_map=dtype_map, weight_shard_size_bytes=self._shard_bytes,

@@ -79,8 +79,8 @@ class TFLiteTarget(Target):
         self._model, self._saved_model = model, saved_model
         self._inputs = [(t.name, t.dtype) for t in model.contract.inputs]
         self._sample_shapes = {k: list(v.shape[1:]) for k, v in data.items()}
-        if model.source.kind == "saved_model" and model.keras_model is None and Path(saved_model) == Path(model.source.location):
-            self._loaded[Path(saved_model)] = model.trackable  # read as it is (intake.reuse_saved_model): loaded already
+        if (copy := model.loaded_copy(saved_model)) is not None:  # a SavedModel source read as it is: loaded already
+            self._loaded[copy[0]] = copy[1]
         started = time.perf_counter()
         with _one_load_per_folder(self._loaded):
             flatbuffer = self._converter("saved_model", select=True).convert()

@@ -514,8 +514,8 @@ def g3(models: list[dict]) -> list[dict]:
                              f"{fmt(lp.get('load_average'), '.1f')})" for lp in good)
             rows.append(goal_row("G3", f"{m['name']}: tflite p50 vs plain LiteRT", text, f"<= {G3_DEVIATION:.0%}",
                                  abs(worst["deviation"]) / G3_DEVIATION,
-                                 "validate.latency.tflite/float32 (the harness's signature-runner call) vs a plain "
-                                 f"set_tensor/invoke/get_tensor loop: invoke alone {worst['invoke_p50_ms']:.4g} ms"))
+                                 "validate.latency.tflite/float32 vs a plain set_tensor/invoke/get_tensor loop (the "
+                                 f"harness times the same calls): invoke alone {worst['invoke_p50_ms']:.4g} ms"))
         if len(m["builds"]) >= 2:
             a, b = (next((x for x in bb.get("artifacts", []) if x["target"] == "tflite" and x["variant"] == "float32"), {})
                     for bb in m["builds"][:2])

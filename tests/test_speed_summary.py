@@ -145,3 +145,21 @@ def test_g5_names_the_intake_steps_where_the_peak_grew():
              "builds": [{**build(250.0, peak_rss_mb=1400.0), "memory": memory}]}
     baseline = {"name": "tiny", "params": 10, "memory_mb": 0.0, "builds": [build(24.0, peak_rss_mb=700.0)]}
     assert said in speed.g5([large], baseline)[-1]["held_back_by"]
+
+
+def test_g4_checks_each_builds_manifest_facts():
+    facts = {"timing_keys": sorted(NEWER), "converted_in": {f"{t}/float32": "intake worker" for t in ("tflite", "js", "serving")},
+             "js_parity_backends": ["chromium-wasm", "cpu", "wasm"], "js_latency_backends": ["chromium-wasm", "wasm"]}
+    good = {"label": "A", "timings": NEWER, "g4": facts}
+    assert all(speed.g4_checks("mobilenetv2", good).values()) and len(speed.g4_checks("mobilenetv2", good)) == 5
+    assert len(speed.g4_checks("example", good)) == 4  # the overlap is checked on the G1 models only
+    # a second conversion, latency timed on cpu, a re-exported source, parity one run at a time
+    bad = {"label": "B", "g4": {**facts, "converted_in": {"tflite/float32": "own worker"},
+                                "js_latency_backends": ["chromium-wasm", "cpu", "wasm"],
+                                "timing_keys": [k.replace("reuse", "export") for k in facts["timing_keys"]]},
+           "timings": {**NEWER, "validate_seconds": 20.0}}
+    checks = speed.g4_checks("mobilenetv2", bad)
+    assert [ok for ok in checks.values()] == [False, False, True, False, False]
+    rows = speed.g4([{"name": "mobilenetv2", "builds": [good, bad]}])
+    assert rows[0]["measured"] == "6/10" and rows[0]["status"] == "MISS" and rows[0]["ratio"] == pytest.approx(10 / 6, abs=1e-3)
+    assert "mobilenetv2 B: SavedModel source not re-exported" in rows[0]["held_back_by"]

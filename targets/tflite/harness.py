@@ -123,7 +123,8 @@ class Runner:
         a deployment's own loop does, without the signature runner's per-call Python (name checks, a
         dict per call: about 1 us, a fifth of a small model's call). It releases the runner, which
         holds the interpreter's internals (invoke() refuses to run while they are referenced): after
-        it, only the calls it returns run the model. A model with several signatures keeps its runner."""
+        it, only the calls it returns run the model. The tensors are sized and allocated here, so the
+        first timed call is the first inference alone. A model with several signatures keeps its runner."""
         if not self.single_signature:
             return lambda _: self.runner(**feed)
         self.runner = None
@@ -141,6 +142,7 @@ class Runner:
             return [it.get_tensor(i) for i in outputs]
 
         return call
+
 
 def parity(request, inputs):
     run = Runner(request)

@@ -552,23 +552,26 @@ def g3(models: list[dict]) -> list[dict]:
     return rows
 
 
-JS_PARITY_BACKENDS, JS_LATENCY_BACKENDS = ["chromium-wasm", "cpu", "wasm"], ["chromium-wasm", "wasm"]  # the defaults
-
-
 def g4_checks(name: str, build: dict) -> dict[str, bool]:
-    """G4's checks on one build (check -> passed)."""
+    """G4's checks on one build (check -> passed), against the js target's default backends."""
+    from deploykit.targets.js.settings import JSSettings
+    from deploykit.targets.js.target import latency_backends
+
+    parity_backends = list(JSSettings().backends)
     facts, timings = build.get("g4") or {}, build.get("timings") or {}
     keys = facts.get("timing_keys", [])
     checks = {
         "SavedModel source not re-exported": "intake.reuse_saved_model" in keys and "intake.export_saved_model" not in keys,
         "no second conversion (every artifact converted in the intake's preflight)":
             bool(facts.get("converted_in")) and all(v == "intake worker" for v in facts["converted_in"].values()),
-        "TF.js parity on cpu, wasm and the browser": facts.get("js_parity_backends") == JS_PARITY_BACKENDS,
-        "TF.js latency on wasm and the browser, not cpu": facts.get("js_latency_backends") == JS_LATENCY_BACKENDS,
+        "TF.js parity on cpu, wasm and the browser": facts.get("js_parity_backends") == sorted(parity_backends),
+        "TF.js latency on wasm and the browser, not cpu":
+            facts.get("js_latency_backends") == sorted(latency_backends(parity_backends)),
     }
     if name in G1_MODELS:  # long enough parity runs for the overlap to show in their sum
-        parity = [v for k, v in timings.items() if k.startswith("validate.parity.") and "[" not in k]
-        latency = [v for k, v in timings.items() if k.startswith("validate.latency.") and "[" not in k]
+        leaves, _ = children(timings, "validate")  # per artifact, not per backend
+        parity = [v for k, v in leaves.items() if k.startswith("validate.parity.")]
+        latency = [v for k, v in leaves.items() if k.startswith("validate.latency.")]
         window = (stage_seconds(timings, "validate") or 0.0) - sum(latency)  # latency runs after parity, one at a time
         checks["parity runs side by side (their sum exceeds their wall)"] = len(parity) > 1 and sum(parity) > window
     return checks
